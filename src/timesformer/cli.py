@@ -32,12 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # `--debug` is accepted anywhere on the line, not only before the subcommand.
+    debug = "--debug" in argv or os.environ.get("TIMESFORMER_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    debug = args.debug or os.environ.get("TIMESFORMER_DEBUG") == "1"
     try:
         return int(args.func(args) or 0)
     except UserError as err:
