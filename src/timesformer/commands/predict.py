@@ -1,5 +1,151 @@
-"""`timesformer predict` (placeholder until its issue lands)."""
+"""`timesformer predict -c CFG --input_file PATH [--model_file X.onnx | -w WEIGHTS]`: top-k per video.
+
+Prints, per video, the seed's lines:
+
+    Current video file: data/example.avi
+    	top-1 class: 5
+    	top-1 score: 0.9999722242355347
+
+and with `--top_k K` > 1 the lists `top-K class: [...]`, `top-K score: [...]` after them;
+then `top-K label: ...` when class names are known. Scores are the softmax of the
+view-averaged logits (the averaged softmaxes when `avg_type` is "prob").
+
+`--model_file` runs ONNX Runtime on a `timesformer export` file; `-w` (or the seed's
+`--params_file` without `--model_file`) runs PyTorch on any checkpoint. A video that cannot
+be read is named on one line (stderr), the others are still predicted, and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..errors import UserError
 
 
-def register(sub):
-    sub.add_parser("predict", help="(not yet implemented)")
+def str2bool(text: str) -> bool:
+    """PaddleVideo's `--use_gpu=True` style."""
+    value = text.strip().lower()
+    if value in ("true", "1", "yes", "y", "on"):
+        return True
+    if value in ("false", "0", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "predict", help="top-k classes of videos, with ONNX Runtime or PyTorch",
+        description="Predict the top-k classes of a video, a folder of videos or a list file "
+        "(`path [label]` lines), as PaddleVideo's predict.py prints them.",
+    )  # fmt: skip
+    parser.add_argument("-c", "--config", help="YAML config (PaddleVideo schema); with -w: the architecture and test pipeline")
+    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="config override (repeatable)")  # fmt: skip
+    parser.add_argument("-i", "--input_file", required=True, help="a video, a folder of videos, or a list file")
+    parser.add_argument("--model_file", help="ONNX model from `timesformer export` (runs ONNX Runtime)")
+    parser.add_argument("-w", "--weights", help="checkpoint in any format load_model reads (runs PyTorch)")
+    parser.add_argument("--params_file", help="PaddleVideo's flag: ignored with --model_file (ONNX keeps its weights), else the same as -w")
+    parser.add_argument("--use_gpu", type=str2bool, default=False, metavar="True|False", help="run on CUDA when available (default: False)")
+    parser.add_argument("--batch_size", type=int, default=1, help="videos per forward pass (default: 1)")
+    parser.add_argument("--top_k", type=int, default=None, help="classes to show (default: the config's INFERENCE.top_k, else 1)")
+    parser.add_argument("--label_file", help="class names, `id name` or one name per line (default: beside the ONNX model, or Kinetics-400 for 400 classes)")
+    parser.add_argument("--json", metavar="FILE", help="also write the predictions as a JSON list")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="PyTorch autocast precision (bf16 on CPU, fp16/bf16 on GPU); ONNX Runtime runs the fp32 model")  # fmt: skip
+    parser.add_argument("--num_workers", type=int, default=2, help="threads decoding videos ahead of the model (default: 2)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import VideoReadError
+    from ..export.predictor import Predictor, list_videos
+    from ..utils import atomic_write_text
+
+    from ..engine.config import load_config
+
+    if args.override and not args.config:
+        raise UserError(f"-o {args.override[0]}: overrides need a config (-c)")
+    cfg = load_config(args.config, args.override) if args.config else None
+    predictor = _build_predictor(args, cfg)
+    print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
+    top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
+
+    videos = list_videos(args.input_file)
+    predictions, failed = [], []
+    for result in predictor.iter_predict(videos, top_k=top_k, batch_size=args.batch_size):
+        if isinstance(result, VideoReadError):
+            failed.append(result)
+            print(f"timesformer predict: error: {result}", file=sys.stderr)
+            continue
+        predictions.append(result)
+        print(format_prediction(result, top_k), flush=True)
+
+    if args.json:
+        records = [
+            {"video_id": p.video_id, "topk_class": p.topk_class, "topk_scores": p.topk_scores, "topk_label": p.topk_label}
+            for p in predictions
+        ]
+        atomic_write_text(args.json, json.dumps(records, indent=2) + "\n")
+    if failed:
+        print(f"timesformer predict: {len(failed)} of {len(videos)} videos could not be read", file=sys.stderr)
+        return 1
+    return 0
+
+
+def format_prediction(p, top_k: int) -> str:
+    """The seed's lines (rank 1 as scalars), then the top-k lists when k > 1, then the names."""
+    lines = [
+        f"Current video file: {p.video_id}",
+        f"\ttop-1 class: {p.topk_class[0]}",
+        f"\ttop-1 score: {p.topk_scores[0]}",
+    ]
+    if top_k > 1:
+        lines += [f"\ttop-{top_k} class: {p.topk_class}", f"\ttop-{top_k} score: {p.topk_scores}"]
+    if p.topk_label is not None:
+        labels = p.topk_label[0] if top_k == 1 else "[" + ", ".join(p.topk_label) + "]"
+        lines.append(f"\ttop-{top_k} label: {labels}")
+    return "\n".join(lines)
+
+
+def _build_predictor(args: argparse.Namespace, cfg):
+    import torch
+
+    from ..export.predictor import Predictor
+
+    weights = args.weights
+    if args.model_file and weights:
+        raise UserError("give either --model_file (ONNX Runtime) or -w/--weights (PyTorch), not both")
+    if args.params_file and not args.model_file:
+        weights = weights or args.params_file
+    if args.label_file is not None and not Path(args.label_file).is_file():
+        raise UserError(f"--label_file {args.label_file}: file not found")
+
+    if args.model_file:
+        model_file = Path(args.model_file)
+        if model_file.suffix.lower() == ".pdmodel":
+            raise UserError(
+                f"--model_file {model_file}: Paddle inference models are not supported; export the .pdparams "
+                "with `timesformer export`, or pass them with -w"
+            )
+        if args.precision != "fp32":
+            print(f"[predict] --precision {args.precision}: ONNX Runtime runs the exported fp32 model", file=sys.stderr)
+        return Predictor.from_onnx(
+            model_file, use_gpu=args.use_gpu, label_file=args.label_file, num_workers=args.num_workers
+        )
+
+    if not weights:
+        raise UserError("give --model_file (an exported ONNX model) or -w/--weights (a checkpoint)")
+    device = "cuda" if args.use_gpu and torch.cuda.is_available() else "cpu"
+    if args.use_gpu and device == "cpu":
+        print("[predict] --use_gpu=True but no CUDA device is available: running on CPU", file=sys.stderr)
+    return Predictor.from_weights(
+        weights,
+        config=cfg,
+        device=device,
+        precision=args.precision,
+        label_file=args.label_file,
+        num_workers=args.num_workers,
+    )

@@ -1,0 +1,192 @@
+"""Tuning experiments for `timesformer demo` (issue 8): what makes frame order easy to learn?
+
+Standalone: renders motion clips in memory (or decodes a `data synth` dataset once), keeps
+them as tensors, and trains a TimeSformer with a plain loop, printing val top-1 per epoch
+as JSON lines. Used to pick the values of configs/demo_motion.yaml; not part of the package.
+
+    python benchmarks/demo_tuning/tune.py --attention divided_space_time --seeds 0 1 2 \
+        --train 1000 --val 200 --epochs 20 --lr 1e-3 --out results.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DIRECTIONS = ((1, 0), (-1, 0), (0, -1), (0, 1))  # → ← ↑ ↓ as (dx, dy)
+
+
+def render_clips(n: int, frames: int, size: int, obj: int, speed: float, noise: float,
+                 seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips [n,3,T,S,S] (normalized like the pipeline) of a square moving in one of 4 directions.
+
+    The start is uniform over the positions that keep the whole path inside the frame, so the
+    set of visited positions has the same distribution for → and ← (only order differs).
+    """
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, n)
+    travel = speed * (frames - 1)
+    clips = np.empty((n, frames, size, size, 3), np.float32)
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    for i, label in enumerate(labels):
+        dx, dy = DIRECTIONS[label]
+        bg = rng.uniform(0.0, 0.4, 3).astype(np.float32)
+        fg = rng.uniform(0.6, 1.0, 3).astype(np.float32)
+        # Along the motion axis the path must fit; across it, anywhere.
+        lo_along = 0.0
+        hi_along = size - obj - travel
+        start_along = rng.uniform(lo_along, hi_along)
+        start_across = rng.uniform(0, size - obj)
+        for t in range(frames):
+            along = start_along + travel * t / (frames - 1) if frames > 1 else start_along
+            if dx < 0 or dy < 0:  # moving toward 0: mirror the path
+                along = hi_along - (along - lo_along) + lo_along
+            x0, y0 = (along, start_across) if dx != 0 else (start_across, along)
+            # Anti-aliased square: coverage of each pixel, so sub-pixel motion is visible.
+            cx = np.clip(np.minimum(xs + 1, x0 + obj) - np.maximum(xs, x0), 0, 1)
+            cy = np.clip(np.minimum(ys + 1, y0 + obj) - np.maximum(ys, y0), 0, 1)
+            cover = (cx * cy)[..., None]
+            clips[i, t] = bg * (1 - cover) + fg * cover
+    clips += rng.normal(0, noise, clips.shape).astype(np.float32)
+    clips = (np.clip(clips, 0, 1) - 0.45) / 0.225
+    return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous(), torch.from_numpy(labels)
+
+
+def build(attention: str, args) -> torch.nn.Module:
+    if args.model == "package":
+        from timesformer.model.timesformer import build_model
+    else:
+        import sys
+        sys.path.insert(0, str(Path(__file__).parent))
+        from standin_model import build_model
+
+    model = build_model(img_size=args.size, patch_size=args.patch, in_chans=3, num_classes=4,
+                        embed_dim=args.width, depth=args.depth, num_heads=args.heads,
+                        num_frames=args.frames, attention_type=attention,
+                        drop_path_rate=args.drop_path)
+    if args.time_embed_std and hasattr(model, "time_embed"):
+        with torch.no_grad():
+            torch.nn.init.trunc_normal_(model.time_embed, std=args.time_embed_std)
+    return model
+
+
+def lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if schedule == "cosine":
+        p = (step - warmup) / max(1, total - warmup)
+        return base * 0.5 * (1 + math.cos(math.pi * p))
+    return base
+
+
+def run_one(attention: str, seed: int, data, args) -> dict:
+    xtr, ytr, xva, yva = data
+    torch.manual_seed(seed)
+    model = build(attention, args)
+    if args.optimizer == "adamw":
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
+                              weight_decay=args.wd)
+    steps_per_epoch = math.ceil(len(xtr) / args.batch)
+    total = steps_per_epoch * args.epochs
+    warmup = int(args.warmup_epochs * steps_per_epoch)
+    g = torch.Generator().manual_seed(seed)
+    curve, losses = [], []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    step = 0
+    for epoch in range(args.epochs):
+        model.train()
+        perm = torch.randperm(len(xtr), generator=g)
+        tot = 0.0
+        for b in range(steps_per_epoch):
+            idx = perm[b * args.batch:(b + 1) * args.batch]
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, total, warmup, args.lr, args.schedule)
+            loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+            opt.step()
+            tot += loss.item() * len(idx)
+            step += 1
+        model.eval()
+        with torch.no_grad():
+            pred = torch.cat([model(xva[i:i + 256]).argmax(1) for i in range(0, len(xva), 256)])
+        acc = (pred == yva).float().mean().item()
+        curve.append(round(acc, 4))
+        losses.append(round(tot / len(xtr), 4))
+        if args.verbose:
+            print(f"  {attention} seed {seed} epoch {epoch + 1}: loss {losses[-1]:.3f} val {acc:.3f}"
+                  f" ({time.perf_counter() - wall0:.0f}s)", flush=True)
+        if args.stop_at and acc >= args.stop_at and epoch + 1 >= args.min_epochs:
+            break
+    return dict(attention=attention, seed=seed, curve=curve, loss=losses,
+                cpu_s=round(time.process_time() - cpu0, 1),
+                wall_s=round(time.perf_counter() - wall0, 1))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--attention", nargs="+", default=["divided_space_time"])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--train", type=int, default=1000)
+    p.add_argument("--val", type=int, default=200)
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", type=int, default=32)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--obj", type=float, default=6)
+    p.add_argument("--speed", type=float, default=2.0)
+    p.add_argument("--noise", type=float, default=0.05)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--depth", type=int, default=2)
+    p.add_argument("--heads", type=int, default=2)
+    p.add_argument("--drop_path", type=float, default=0.0)
+    p.add_argument("--time_embed_std", type=float, default=0.0)
+    p.add_argument("--optimizer", default="adamw")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--wd", type=float, default=0.05)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--warmup_epochs", type=float, default=0.0)
+    p.add_argument("--schedule", default="constant")
+    p.add_argument("--clip", type=float, default=0.0)
+    p.add_argument("--stop_at", type=float, default=0.0)
+    p.add_argument("--min_epochs", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data_seed", type=int, default=-1, help="-1: same as the run seed")
+    p.add_argument("--model", default="package", choices=["package", "standin"])
+    p.add_argument("--out", default="")
+    p.add_argument("--tag", default="")
+    p.add_argument("--verbose", action="store_true")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    for seed in args.seeds:
+        ds = seed if args.data_seed < 0 else args.data_seed
+        xtr, ytr = render_clips(args.train, args.frames, args.size, args.obj, args.speed,
+                                args.noise, 1000 + ds)
+        xva, yva = render_clips(args.val, args.frames, args.size, args.obj, args.speed,
+                                args.noise, 2000 + ds)
+        for attention in args.attention:
+            result = run_one(attention, seed, (xtr, ytr, xva, yva), args)
+            result.update(tag=args.tag, args={k: v for k, v in vars(args).items()
+                                              if k not in ("out", "verbose", "seeds", "attention")})
+            line = json.dumps(result)
+            print(f"{args.tag} {attention} seed {seed}: best {max(result['curve']):.3f} "
+                  f"last {result['curve'][-1]:.3f} cpu {result['cpu_s']}s wall {result['wall_s']}s "
+                  f"curve {result['curve']}", flush=True)
+            if args.out:
+                with open(args.out, "a") as f:
+                    f.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()

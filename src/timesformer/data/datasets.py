@@ -1,0 +1,168 @@
+"""PaddleVideo's list datasets, honest about broken videos.
+
+Video lists hold `path label` per line (`data_prefix` joined before, `suffix` appended),
+frame lists `frame_dir num_frames label` (images `img_00001.jpg` ...). An item is asked
+for by `(epoch, index)`; all its randomness comes from `sample_rng(seed, epoch, index)`, so
+it does not depend on workers, processes or batch layout.
+
+A video that cannot be read: in training, a warning names it (once per file) and a
+substitute index is drawn deterministically, up to `max_tries` attempts; in validation
+and test nothing is substituted: the item carries `clip=None` and the reason, and
+`collate_samples` drops it from the batch and reports it, so metrics count it as skipped
+instead of silently scoring another video (as PaddleVideo does).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from timesformer.data.pipeline import VideoPipeline, sample_rng
+from timesformer.errors import UserError, VideoReadError
+
+SPLIT_MODES = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One line of a list file: a video path (or frame folder), its label, frame count."""
+
+    path: str
+    label: int
+    num_frames: int | None = None
+
+
+def read_list(file_path: str | os.PathLike, fields: int, data_prefix: str = "", suffix: str = "") -> list[ListEntry]:
+    """Parse a PaddleVideo list: `path label` (fields=2) or `frame_dir num_frames label` (3).
+
+    The path is everything before the last `fields - 1` numbers, so it may hold spaces.
+    Blank lines are skipped; a malformed line raises `UserError` naming file and line.
+    """
+    file_path = str(file_path)
+    if not Path(file_path).is_file():
+        raise UserError(f"{file_path}: list file not found")
+    form = "path label" if fields == 2 else "frame_dir num_frames label"
+    entries = []
+    with open(file_path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            parts = line.strip().rsplit(maxsplit=fields - 1)
+            try:
+                if len(parts) != fields:
+                    raise ValueError
+                numbers = [int(p) for p in parts[1:]]
+            except ValueError:
+                raise UserError(
+                    f"{file_path}:{line_number}: expected '{form}', got {line.strip()!r}"
+                ) from None
+            path = os.path.join(data_prefix, parts[0] + suffix)
+            entries.append(ListEntry(path, numbers[-1], numbers[0] if fields == 3 else None))
+    if not entries:
+        raise UserError(f"{file_path}: the list holds no entries")
+    return entries
+
+
+class _ListDataset(torch.utils.data.Dataset):
+    fields = 2
+
+    def __init__(
+        self,
+        file_path: str | os.PathLike,
+        data_prefix: str = "",
+        suffix: str = "",
+        pipeline: VideoPipeline | None = None,
+        mode: str = "test",
+        seed: int = 0,
+        max_tries: int = 10,
+    ):
+        if mode not in SPLIT_MODES:
+            raise ValueError(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
+        self.file_path = str(file_path)
+        self.suffix = suffix
+        # A frame list's suffix names the images in each folder, not the folder.
+        self.entries = read_list(file_path, self.fields, data_prefix or "", suffix if self.fields == 2 else "")
+        self.pipeline = pipeline if pipeline is not None else VideoPipeline.for_mode(mode)
+        self.mode = mode
+        self.seed = seed
+        self.max_tries = max_tries
+        self._warned: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _load(self, entry: ListEntry, rng) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """`key` = `(epoch, index)` or `index` (epoch 0). Returns
+        `dict(clip, label, index, path, error)`; `index` is always the one asked for."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
+        index = int(index)
+        entry = self.entries[index]
+        try:
+            clip = self._load(entry, sample_rng(self.seed, epoch, index))
+            return dict(clip=clip, label=entry.label, index=index, path=entry.path, error=None)
+        except VideoReadError as exc:
+            if self.mode != "train":
+                return dict(clip=None, label=entry.label, index=index, path=entry.path, error=exc.reason)
+            self._warn(exc)
+            last = exc
+        # Training: a substitute drawn from the sample's own generators, never the same index.
+        for attempt in range(1, self.max_tries + 1):
+            rng = sample_rng(self.seed, epoch, index, attempt)
+            other = (index + 1 + int(rng.integers(len(self) - 1))) % len(self) if len(self) > 1 else index
+            substitute = self.entries[other]
+            try:
+                clip = self._load(substitute, rng)
+                return dict(clip=clip, label=substitute.label, index=index, path=substitute.path, error=None)
+            except VideoReadError as exc:
+                self._warn(exc)
+                last = exc
+        raise UserError(
+            f"{self.file_path}: {self.max_tries + 1} videos in a row could not be read, last {last}"
+        )
+
+    def _warn(self, exc: VideoReadError) -> None:
+        if exc.path not in self._warned:
+            self._warned.add(exc.path)
+            warnings.warn(f"skipping unreadable video {exc.path}: {exc.reason}", stacklevel=3)
+
+
+class VideoListDataset(_ListDataset):
+    """PaddleVideo's VideoDataset list: `path label` per line."""
+
+    fields = 2
+
+    def _load(self, entry: ListEntry, rng) -> torch.Tensor:
+        return self.pipeline(entry.path, rng)
+
+
+class FrameListDataset(_ListDataset):
+    """PaddleVideo's FrameDataset list: `frame_dir num_frames label` per line; `suffix` is
+    the image name template (PaddleVideo's default `img_{:05}.jpg`)."""
+
+    fields = 3
+
+    def __init__(self, file_path, data_prefix="", suffix="img_{:05}.jpg", pipeline=None, mode="test", seed=0, max_tries=10):
+        super().__init__(file_path, data_prefix, suffix or "img_{:05}.jpg", pipeline, mode, seed, max_tries)
+
+    def _load(self, entry: ListEntry, rng) -> torch.Tensor:
+        return self.pipeline.frames(entry.path, entry.num_frames, rng, self.suffix)
+
+
+def collate_samples(samples: list[dict]) -> dict:
+    """Batch dataset items: `clip [B, V, 3, T, H, W]` (None if every item failed),
+    `label [B]`, `index [B]`, `path` list, and `failed = [(index, path, reason)]`."""
+    good = [s for s in samples if s["clip"] is not None]
+    return dict(
+        clip=torch.stack([s["clip"] for s in good]) if good else None,
+        label=torch.tensor([s["label"] for s in good], dtype=torch.long),
+        index=torch.tensor([s["index"] for s in good], dtype=torch.long),
+        path=[s["path"] for s in good],
+        failed=[(s["index"], s["path"], s["error"]) for s in samples if s["clip"] is None],
+    )

@@ -1,0 +1,130 @@
+"""Kinetics-400: a PaddleVideo video list from the official CSV and a folder of clips.
+
+The CSV (`label,youtube_id,time_start,time_end,split`, labels such as
+`"passing American football (in game)"`) names each clip; downloaders save it as
+`<youtube_id>_<time_start:06d>_<time_end:06d>.mp4` (some as `<youtube_id>.mp4`, or
+`.mkv`/`.webm`), flat or in per-class folders. Labels map to the ids of
+`Kinetics-400_label_list.txt` (PaddleVideo's order) by one rule: spaces become
+underscores (parentheses and apostrophes stay, as in `massaging_person's_head`); when
+that misses, the same comparison ignoring case.
+
+The list goes to `ROOT/<split>.list` (PaddleVideo's `data/k400/val.list`), one
+`path label` per clip, paths relative to the videos folder (PaddleVideo's
+`data_prefix: data/k400/videos`). Clips not found are left out and reported by id.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from ...errors import UserError
+from ...utils import atomic_write_text
+
+REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")  # preference order
+# The CSV's split column says "val" where users also say "valid" or "validate".
+VAL_NAMES = {"val", "valid", "validate", "validation"}
+
+
+@dataclass
+class K400Summary:
+    list_path: Path
+    rows: int  # CSV rows of the split
+    written: int
+    missing: list[str] = field(default_factory=list)  # clip names `<id>_<start>_<end>`
+
+
+def kinetics400_labels() -> dict[str, int]:
+    """{underscore name: id} from the label list the package ships."""
+    text = resources.files("timesformer").joinpath("resources/Kinetics-400_label_list.txt").read_text()
+    return {name: int(index) for index, name in (line.split(maxsplit=1) for line in text.splitlines() if line.strip())}
+
+
+def label_id(label: str, labels: dict[str, int], folded: dict[str, int]) -> int | None:
+    name = "_".join(label.split())
+    return labels.get(name, folded.get(name.lower()))
+
+
+def clip_name(youtube_id: str, start: str, end: str) -> str:
+    return f"{youtube_id}_{int(float(start)):06d}_{int(float(end)):06d}"
+
+
+def index_videos(videos: Path) -> dict[str, str]:
+    """{file stem: path relative to `videos`} for every video under it (any depth)."""
+    found: dict[str, str] = {}
+    rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
+    for dirpath, _, files in os.walk(videos):
+        for name in files:
+            stem, ext = os.path.splitext(name)
+            if ext.lower() not in rank:
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, name), videos).replace(os.sep, "/")
+            if stem not in found or rank[ext.lower()] < rank[os.path.splitext(found[stem])[1].lower()]:
+                found[stem] = rel
+    return found
+
+
+def write_k400_list(
+    root: str | os.PathLike,
+    split: str,
+    annotations: str | os.PathLike,
+    videos: str | os.PathLike,
+    progress: bool = True,
+) -> K400Summary:
+    from tqdm import tqdm
+
+    root, annotations, videos = Path(root), Path(annotations), Path(videos)
+    if not annotations.is_file():
+        raise UserError(f"{annotations}: Kinetics annotation CSV not found")
+    if not videos.is_dir():
+        raise UserError(f"{videos}: videos folder not found")
+    rows = _read_rows(annotations, split)
+
+    labels = kinetics400_labels()
+    folded = {name.lower(): index for name, index in labels.items()}
+    on_disk = index_videos(videos)
+    summary = K400Summary(root / f"{split}.list", len(rows), 0)
+    lines = []
+    for number, row in tqdm(rows, desc=f"k400 {split}", unit="clip", disable=not progress):
+        label = label_id(row["label"], labels, folded)
+        if label is None:
+            raise UserError(f"{annotations} line {number}: label {row['label']!r} is not a Kinetics-400 class")
+        try:
+            name = clip_name(row["youtube_id"], row["time_start"], row["time_end"])
+        except ValueError:
+            raise UserError(f"{annotations} line {number}: time_start/time_end {row['time_start']!r}/{row['time_end']!r} are not numbers") from None
+        path = on_disk.get(name) or on_disk.get(row["youtube_id"])
+        if path is None:
+            summary.missing.append(name)
+        else:
+            lines.append(f"{path} {label}\n")
+    atomic_write_text(summary.list_path, "".join(lines))
+    summary.written = len(lines)
+    return summary
+
+
+def _read_rows(annotations: Path, split: str) -> list[tuple[int, dict[str, str]]]:
+    """(line number, row) of the CSV rows for `split` (all rows when there is no split column)."""
+    with open(annotations, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = [name.strip() for name in reader.fieldnames or []]
+        missing = [name for name in REQUIRED_COLUMNS if name not in header]
+        if missing:
+            raise UserError(
+                f"{annotations}: CSV header lacks {', '.join(missing)} "
+                f"(expected label,youtube_id,time_start,time_end,split; got {','.join(header) or 'nothing'})"
+            )
+        reader.fieldnames = header
+        rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
+    if "split" not in header:
+        return rows
+    wanted = VAL_NAMES if split in VAL_NAMES else {split}
+    selected = [(n, row) for n, row in rows if row["split"] in wanted]
+    if rows and not selected:
+        found = sorted({row["split"] for _, row in rows})
+        raise UserError(f"{annotations}: no rows with split {split!r} (the CSV has {', '.join(found)})")
+    return selected

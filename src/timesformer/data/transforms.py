@@ -1,0 +1,109 @@
+"""Clip transforms on torch tensors, PaddleVideo's TimeSformer ops without PIL.
+
+Clips travel as float `[T, 3, H, W]` tensors holding pixel values in [0, 255] (stored
+channels-last, the layout the decoder's `[T, H, W, 3]` frames already have, which is also
+the layout torch's bilinear kernel is fastest on). Normalization comes last, fused with
+the copy that makes each crop contiguous: `(x / 255 - mean) / std` is a per-channel affine
+map, and bilinear resizing and cropping are linear maps that act on each channel alone, so
+the order does not change the result (up to float rounding), and normalizing last touches
+only the pixels that are kept.
+
+Every random choice takes an explicit `numpy.random.Generator` (see `pipeline.sample_rng`).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def to_float_clip(frames: np.ndarray) -> torch.Tensor:
+    """uint8 `[T, H, W, 3]` frames -> float32 `[T, 3, H, W]` (channels-last storage), 0..255."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
+
+
+def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """PaddleVideo's JitterScale size rule: short side `size`, long side floor(long/short*size)."""
+    if width < height:
+        return int(float(height) / width * size), size
+    return size, int(float(width) / height * size)
+
+
+def jitter_size(min_size: int, max_size: int, rng: np.random.Generator) -> int:
+    """JitterScale's short side: `round(uniform(min, max))`, as PaddleVideo draws it."""
+    return int(round(float(rng.uniform(min_size, max_size))))
+
+
+def resize_short_side(clip: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize `[T, C, H, W]` so its short side is `size`: bilinear, align_corners=False, no
+    antialiasing (PaddleVideo's `F.interpolate`). A clip whose short side already is `size`
+    is returned as is, as PaddleVideo does."""
+    height, width = clip.shape[-2:]
+    if min(height, width) == size:
+        return clip
+    new_shape = short_side_shape(height, width, size)
+    return F.interpolate(clip, size=new_shape, mode="bilinear", align_corners=False, antialias=False)
+
+
+def _check_fits(height: int, width: int, size: int) -> None:
+    if height < size or width < size:
+        raise ValueError(f"cannot crop {size}x{size} from a {height}x{width} clip")
+
+
+def uniform_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
+    """UniformCrop's three `(top, left)` offsets along the long side, in PaddleVideo's order
+    (start, end, middle): `0, 2 * step, step` with `step = (long - size) // 2`. The short
+    side is expected to equal `size` (PaddleVideo requires it); otherwise it is centred."""
+    _check_fits(height, width, size)
+    if width >= height:
+        step, top = (width - size) // 2, (height - size) // 2
+        return [(top, 0), (top, 2 * step), (top, step)]
+    step, left = (height - size) // 2, (width - size) // 2
+    return [(0, left), (2 * step, left), (step, left)]
+
+
+def center_crop_offset(height: int, width: int, size: int) -> tuple[int, int]:
+    """CenterCrop's `(top, left)`: `round((side - size) / 2)` as PaddleVideo rounds it."""
+    _check_fits(height, width, size)
+    return int(round((height - size) / 2.0)), int(round((width - size) / 2.0))
+
+
+def random_crop_offset(height: int, width: int, size: int, rng: np.random.Generator) -> tuple[int, int]:
+    """RandomCrop's `(top, left)`, uniform over every position (a side equal to `size` is fine)."""
+    _check_fits(height, width, size)
+    left = int(rng.integers(0, width - size + 1))
+    top = int(rng.integers(0, height - size + 1))
+    return top, left
+
+
+def flip_coin(rng: np.random.Generator, p: float = 0.5) -> bool:
+    """RandomFlip's draw: flip when `uniform(0, 1) < p`."""
+    return float(rng.random()) < p
+
+
+def normalized_crop(
+    clip: torch.Tensor,
+    top: int,
+    left: int,
+    height: int,
+    width: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+    flip: bool = False,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Cut `[T, 3, H, W]` (0..255) at `(top, left)` and return contiguous `[3, T, h, w]`
+    normalized as `(x / 255 - mean) / std`, mirrored left-right when `flip`; one pass,
+    written into `out` when given."""
+    view = clip[:, :, top : top + height, left : left + width].permute(1, 0, 2, 3)
+    if flip:
+        view = view.flip(-1)
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).float().view(-1, 1, 1, 1)
+    bias = (-torch.tensor(mean, dtype=torch.float64) / std_t).float().view(-1, 1, 1, 1)
+    if out is None:
+        out = torch.empty(view.shape, dtype=torch.float32)
+    return torch.addcmul(bias, view, scale, out=out)

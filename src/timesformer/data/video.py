@@ -1,0 +1,263 @@
+"""Decode the frames a clip needs, exactly as PaddleVideo's `VideoDecoder(backend="pyav")`
++ `Sampler(linspace_sample=True)` would pick them, without PaddleVideo's cost.
+
+PaddleVideo decodes a window of `clip = sampling_rate * num_seg / target_fps * fps` frames,
+converts *every* frame of it to RGB, and keeps `num_seg` of them at
+`linspace(0, clip - 1, num_seg)` clipped to the number of kept frames. The positions do not
+depend on how many frames the window turns out to hold, except through the clip to
+`kept - 1`; so we know before decoding which positions matter, convert only those to RGB
+(plus the last kept frame, which the clipped positions repeat), and drop every other frame
+as soon as the decoder hands it over. If the decoder's output is not in strictly increasing
+pts order (PaddleVideo sorts frames by pts and lets a duplicate pts overwrite), positions
+in arrival order would be wrong: the window is decoded again keeping every frame.
+
+Frames come out of the decoder with FFmpeg's frame threads. FFmpeg's own log lines stay
+hidden: PyAV leaves them off unless the user calls `av.logging.set_level`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from timesformer.errors import VideoReadError
+
+MODES = ("train", "valid", "test")
+# PaddleVideo seeks this many pts units before the window start (then drops earlier frames).
+SEEK_MARGIN = 1024
+
+
+@dataclass
+class _Window:
+    """What to keep from one decoding pass: pts window and wanted positions in kept order."""
+
+    start_pts: float
+    end_pts: float
+    positions: np.ndarray  # int64 [num_seg], possibly >= kept count (then: the last frame)
+
+
+def linspace_positions(start: float, end: float, num_seg: int, num_frames: int) -> np.ndarray:
+    """PaddleVideo's Sampler: `linspace(start, end, num_seg)` clipped to the frames, truncated."""
+    return np.clip(np.linspace(start, end, num_seg), 0, num_frames - 1).astype(np.int64)
+
+
+def _positions(start: float, end: float, num_seg: int) -> np.ndarray:
+    """`linspace_positions` before the clip to the frame count, which decoding will tell.
+
+    Positions at or past the count stand for the last frame (what the clip makes of them).
+    """
+    return np.clip(np.linspace(start, end, num_seg), 0, None).astype(np.int64)
+
+
+def _start_end(num_frames: float, clip_size: float, mode: str, rng: np.random.Generator | None):
+    """PaddleVideo's `get_start_end_idx` with one clip: random start in train/valid, 0 in test."""
+    delta = max(num_frames - clip_size, 0)
+    if mode == "test":
+        start = 0.0
+    else:
+        if rng is None:
+            raise ValueError(f"read_clip(mode={mode!r}) draws a random window and needs rng")
+        start = float(rng.uniform(0, delta))
+    return start, start + clip_size - 1
+
+
+def _frame_rate(stream) -> float | None:
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate:
+            return float(rate)
+    return None
+
+
+def _open_at(path: str, offset: int):
+    """Open `path` with frame threads and seek (backward, to a keyframe) to pts `offset`."""
+    container = av.open(path)
+    try:
+        container.seek(offset, backward=True, any_frame=False, stream=container.streams.video[0])
+    except av.FFmpegError:
+        container.close()
+        if offset > 0:
+            raise
+        # A stream without an index (raw H.264, empty AVI) refuses even a seek to 0, and the
+        # failed seek leaves the demuxer astray: start again from the top.
+        container = av.open(path)
+    container.streams.video[0].thread_type = "AUTO"  # frame threads: whole frames in parallel
+    return container
+
+
+def _decode(path: str, window: _Window, keep_all: bool):
+    """One pass over the window. Returns (kept count, {position: rgb}, last rgb, in order?).
+
+    With `keep_all`, every kept frame is returned in PaddleVideo's pts-sorted order instead
+    (the slow path for files whose frames do not arrive in increasing pts order).
+    """
+    wanted = set(int(p) for p in window.positions)
+    picked: dict[int, np.ndarray] = {}
+    by_pts: dict[int, av.VideoFrame] = {}
+    last = None
+    kept = 0
+    previous_pts = None
+    in_order = True
+    container = _open_at(path, max(int(window.start_pts) - SEEK_MARGIN, 0))
+    try:
+        for frame in container.decode(container.streams.video[0]):
+            pts = frame.pts if frame.pts is not None else (previous_pts + 1 if previous_pts is not None else 0)
+            if pts < window.start_pts:
+                continue
+            if previous_pts is not None and pts <= previous_pts:
+                in_order = False
+                if not keep_all:
+                    break
+            previous_pts = pts
+            if keep_all:
+                by_pts[pts] = frame
+            else:
+                if kept in wanted:
+                    picked[kept] = frame.to_ndarray(format="rgb24")
+                last = frame
+                kept += 1
+            if pts > window.end_pts:  # PaddleVideo keeps exactly one frame past the window
+                break
+    finally:
+        container.close()
+    if keep_all:
+        frames = [by_pts[p] for p in sorted(by_pts)]
+        picked = {i: frames[i].to_ndarray(format="rgb24") for i in wanted if i < len(frames)}
+        kept = len(frames)
+        last = frames[-1] if frames else None
+    last_rgb = None
+    if last is not None and any(p >= kept for p in wanted):
+        last_rgb = picked.get(kept - 1)
+        if last_rgb is None:
+            last_rgb = last.to_ndarray(format="rgb24")
+    return kept, picked, last_rgb, in_order
+
+
+def _count_packets(path: str) -> int:
+    """Frames a video holds, estimated by demuxing (no decoding): one packet per frame."""
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size > 0)
+
+
+def _gather(path: str, window: _Window):
+    """Decode `window` and return (kept count, frames [T,H,W,3]) at its clipped positions."""
+    kept, picked, last_rgb, in_order = _decode(path, window, keep_all=False)
+    if not in_order:
+        kept, picked, last_rgb, _ = _decode(path, window, keep_all=True)
+    if kept == 0:
+        return 0, None
+    frames = [picked[p] if p < kept else last_rgb for p in window.positions]
+    return kept, np.stack(frames)
+
+
+def read_clip(
+    path: str | os.PathLike,
+    num_seg: int,
+    mode: str,
+    rng: np.random.Generator | None = None,
+    sampling_rate: int = 32,
+    target_fps: float = 30,
+) -> np.ndarray:
+    """Return the `num_seg` frames PaddleVideo samples from `path`, uint8 `[T, H, W, 3]` RGB.
+
+    `mode` "test" takes the window at the start; "train" and "valid" draw its start from
+    `rng` (a `numpy.random.Generator`). Raises `VideoReadError` naming the file and reason.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    path = str(path)
+    if not Path(path).is_file():
+        raise VideoReadError(path, "file not found" if not Path(path).exists() else "not a file")
+    try:
+        return _read_clip(path, num_seg, mode, rng, sampling_rate, target_fps)
+    except VideoReadError:
+        raise
+    except (av.FFmpegError, OSError, EOFError) as exc:
+        raise VideoReadError(path, f"cannot decode: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """FFmpeg's reason without the path (VideoReadError names the path once)."""
+    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return text.splitlines()[0]
+
+
+def _read_clip(path, num_seg, mode, rng, sampling_rate, target_fps) -> np.ndarray:
+    with av.open(path) as container:
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        fps = _frame_rate(stream)
+        num_frames = stream.frames
+        duration = stream.duration
+    if fps is None:
+        raise VideoReadError(path, "the video stream has no frame rate")
+    clip_size = sampling_rate * num_seg / target_fps * fps
+
+    if duration is not None and num_frames > 0:
+        # The window is chosen on the container's frame count; frames are then indexed
+        # from 0 within what the window decodes.
+        start, end = _start_end(num_frames, clip_size, mode, rng)
+        timebase = duration / num_frames
+        window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
+        kept, frames = _gather(path, window)
+    else:
+        # No duration or frame count: PaddleVideo decodes everything and draws the window
+        # over the decoded frames (it divides by zero on a zero frame count; we do not).
+        # The demuxed packet count predicts the decoded count; if it was wrong, draw again.
+        guess = _count_packets(path) if mode != "test" else 0
+        start, end = _start_end(guess, clip_size, mode, rng)
+        window = _Window(0, math.inf, _positions(start, end, num_seg))
+        kept, frames = _gather(path, window)
+        if kept and mode != "test" and kept != guess:
+            start, end = _start_end(kept, clip_size, mode, rng)
+            window.positions = _positions(start, end, num_seg)
+            kept, frames = _gather(path, window)
+    if not kept:
+        raise VideoReadError(path, "the video stream has no decodable frames")
+    return frames
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode one image file (JPEG, PNG, ...) with FFmpeg: uint8 `[H, W, 3]` RGB."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise VideoReadError(path, "file not found")
+    try:
+        with av.open(path) as container:
+            for frame in container.decode(video=0):
+                return frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, OSError, EOFError, IndexError) as exc:
+        raise VideoReadError(path, f"cannot decode image: {_one_line(exc)}") from exc
+    raise VideoReadError(path, "the image holds no picture")
+
+
+def read_frames(
+    frame_dir: str | os.PathLike, num_frames: int, num_seg: int, suffix: str = "img_{:05}.jpg"
+) -> np.ndarray:
+    """PaddleVideo's frames format: `num_seg` images of `frame_dir` at
+    `linspace(0, num_frames - 1, num_seg)`, files named `suffix.format(position + 1)`.
+    Returns uint8 `[T, H, W, 3]`; raises `VideoReadError` naming the folder."""
+    frame_dir = str(frame_dir)
+    if not Path(frame_dir).is_dir():
+        raise VideoReadError(frame_dir, "frame folder not found")
+    if num_frames < 1:
+        raise VideoReadError(frame_dir, f"the list gives {num_frames} frames")
+    images = {}
+    for position in linspace_positions(0, num_frames - 1, num_seg, num_frames):
+        if position not in images:
+            name = suffix.format(int(position) + 1)
+            try:
+                images[position] = read_image(Path(frame_dir) / name)
+            except VideoReadError as exc:
+                raise VideoReadError(frame_dir, f"{name}: {exc.reason}") from exc
+    frames = [images[p] for p in linspace_positions(0, num_frames - 1, num_seg, num_frames)]
+    if len({f.shape for f in frames}) > 1:
+        raise VideoReadError(frame_dir, "frames differ in size")
+    return np.stack(frames)

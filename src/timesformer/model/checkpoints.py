@@ -1,0 +1,416 @@
+"""Every TimeSformer / ViT checkpoint format -> one canonical state dict -> a model.
+
+Formats (chosen by file extension, or a directory):
+- PaddleVideo `.pdparams`: a pickle of numpy arrays, read by a restricted unpickler;
+  Paddle's Linear weights are ``[in, out]`` and get transposed; `backbone.` / `head.fc.`.
+- facebookresearch `.pyth` (``{"model_state": {"model.…"}}``), plain torch state dicts
+  (`.pth`, `.pt`, `.bin`, …): `torch.load(weights_only=True)`.
+- Hugging Face transformers: a directory with `config.json` and `model.safetensors`
+  (possibly sharded) or `pytorch_model.bin`.
+- timm-style ViT ImageNet weights (`.pth`, `.safetensors`) and the original ViT release
+  (`.npz`, JAX names).
+- Ours: `.safetensors` whose metadata key `timesformer_config` holds the model config.
+
+Nothing read from a file is ever executed.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import CheckpointError
+from ..utils import atomic_path
+from .safe_pickle import load_numpy_pickle
+from .timesformer import TimeSformer, TimeSformerConfig
+
+CONFIG_METADATA_KEY = "timesformer_config"
+
+_CANONICAL = re.compile(
+    r"(cls_token|pos_embed|time_embed|patch_embed\.proj\.(weight|bias)"
+    r"|blocks\.\d+\.(norm1|attn\.qkv|attn\.proj|temporal_norm1|temporal_attn\.qkv|temporal_attn\.proj"
+    r"|temporal_fc|norm2|mlp\.fc1|mlp\.fc2)\.(weight|bias)"
+    r"|norm\.(weight|bias)|head\.(weight|bias))"
+)
+
+# Hugging Face transformers' TimeSformer names -> ours (after its `timesformer.` prefix).
+_TRANSFORMERS_NAMES = [
+    (r"^embeddings\.cls_token$", "cls_token"),
+    (r"^embeddings\.position_embeddings$", "pos_embed"),
+    (r"^embeddings\.time_embeddings$", "time_embed"),
+    (r"^embeddings\.patch_embeddings\.projection\.", "patch_embed.proj."),
+    (r"^encoder\.layer\.(\d+)\.attention\.attention\.qkv\.", r"blocks.\1.attn.qkv."),
+    (r"^encoder\.layer\.(\d+)\.attention\.output\.dense\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.temporal_attention\.attention\.qkv\.", r"blocks.\1.temporal_attn.qkv."),
+    (r"^encoder\.layer\.(\d+)\.temporal_attention\.output\.dense\.", r"blocks.\1.temporal_attn.proj."),
+    (r"^encoder\.layer\.(\d+)\.temporal_layernorm\.", r"blocks.\1.temporal_norm1."),
+    (r"^encoder\.layer\.(\d+)\.temporal_dense\.", r"blocks.\1.temporal_fc."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_before\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layer\.(\d+)\.layernorm_after\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layer\.(\d+)\.intermediate\.dense\.", r"blocks.\1.mlp.fc1."),
+    (r"^encoder\.layer\.(\d+)\.output\.dense\.", r"blocks.\1.mlp.fc2."),
+    (r"^layernorm\.", "norm."),
+    (r"^classifier\.", "head."),
+]
+
+# Wrappers around the model's own names: DDP, facebookresearch, PaddleVideo, transformers.
+_PREFIXES = ("module.", "model.", "backbone.", "timesformer.")
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint in canonical names, with what its file says about the architecture."""
+
+    state: dict[str, torch.Tensor]
+    config: dict = field(default_factory=dict)  # TimeSformerConfig fields the file states
+    ignored: list[str] = field(default_factory=list)  # entries that are not model weights
+    source: str = ""  # which format it was read as
+
+
+def _canonical_name(name: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _PREFIXES:
+            if name.startswith(prefix):
+                name, stripped = name[len(prefix) :], True
+    for pattern, replacement in _TRANSFORMERS_NAMES:
+        name, count = re.subn(pattern, replacement, name)
+        if count:
+            break
+    return "head." + name[len("head.fc.") :] if name.startswith("head.fc.") else name
+
+
+def _canonicalize(raw: dict, source: str, transpose_linear: bool = False) -> Checkpoint:
+    state, ignored = {}, []
+    for name, value in raw.items():
+        if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
+            value = value[1]  # Paddle's (name, array) form
+        canonical = _canonical_name(str(name))
+        if not isinstance(value, (np.ndarray, torch.Tensor)) or not _CANONICAL.fullmatch(canonical):
+            ignored.append(str(name))
+            continue
+        tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+        if transpose_linear and canonical.endswith(".weight") and tensor.ndim == 2:
+            tensor = tensor.t().contiguous()  # Paddle Linear weights are [in, out]
+        state[canonical] = tensor
+    return Checkpoint(state, ignored=ignored, source=source)
+
+
+def _read_pdparams(path: Path) -> Checkpoint:
+    raw = load_numpy_pickle(path)
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of arrays, found {type(raw).__name__}")
+    return _canonicalize(raw, "PaddlePaddle .pdparams", transpose_linear=True)
+
+
+def _torch_load(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message is many lines; the first names the forbidden global.
+        found = re.search(r"Unsupported (global|operand)[^\n]*", str(err))
+        reason = found.group(0) if found else str(err).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are allowed): {reason}") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {first_line}") from None
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict:
+    """The model weights inside a training checkpoint (`model_state`, `state_dict`, `model`)."""
+    while isinstance(obj, dict):
+        for key in ("model_state", "state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+        else:
+            return obj
+    raise CheckpointError(f"{path}: expected a state dict, found {type(obj).__name__}")
+
+
+def _read_torch(path: Path) -> Checkpoint:
+    return _canonicalize(_unwrap_state_dict(_torch_load(path), path), "torch state dict")
+
+
+def _read_safetensors(path: Path) -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            raw = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
+    if CONFIG_METADATA_KEY not in metadata:
+        return _canonicalize(raw, "safetensors state dict")
+    try:
+        config = json.loads(metadata[CONFIG_METADATA_KEY])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: metadata {CONFIG_METADATA_KEY} is not valid JSON ({err})") from None
+    checkpoint = _canonicalize(raw, "timesformer safetensors")
+    checkpoint.config = config
+    return checkpoint
+
+
+def _jax_vit_to_canonical(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The original ViT release's names and layouts (as timm's `_load_weights` maps them)."""
+    out = {
+        "cls_token": arrays["cls"],
+        "pos_embed": arrays["Transformer/posembed_input/pos_embedding"],
+        "patch_embed.proj.weight": arrays["embedding/kernel"].transpose(3, 2, 0, 1),  # HWIO -> OIHW
+        "patch_embed.proj.bias": arrays["embedding/bias"],
+        "norm.weight": arrays["Transformer/encoder_norm/scale"],
+        "norm.bias": arrays["Transformer/encoder_norm/bias"],
+    }
+    if arrays.get("head/kernel") is not None and arrays["head/kernel"].size:
+        out["head.weight"], out["head.bias"] = arrays["head/kernel"].T, arrays["head/bias"]
+    i = 0
+    while f"Transformer/encoderblock_{i}/LayerNorm_0/scale" in arrays:
+        src, dst = f"Transformer/encoderblock_{i}/", f"blocks.{i}."
+        mha = src + "MultiHeadDotProductAttention_1/"
+        dim = arrays[mha + "query/kernel"].shape[0]
+        out[dst + "norm1.weight"] = arrays[src + "LayerNorm_0/scale"]
+        out[dst + "norm1.bias"] = arrays[src + "LayerNorm_0/bias"]
+        # q, k, v kernels are [D, heads, head_dim]; torch wants one [3D, D] matrix.
+        out[dst + "attn.qkv.weight"] = np.concatenate(
+            [arrays[f"{mha}{n}/kernel"].reshape(dim, -1).T for n in ("query", "key", "value")]
+        )
+        out[dst + "attn.qkv.bias"] = np.concatenate([arrays[f"{mha}{n}/bias"].reshape(-1) for n in ("query", "key", "value")])
+        out[dst + "attn.proj.weight"] = arrays[mha + "out/kernel"].reshape(-1, dim).T
+        out[dst + "attn.proj.bias"] = arrays[mha + "out/bias"]
+        out[dst + "norm2.weight"] = arrays[src + "LayerNorm_2/scale"]
+        out[dst + "norm2.bias"] = arrays[src + "LayerNorm_2/bias"]
+        for j in (0, 1):
+            out[dst + f"mlp.fc{j + 1}.weight"] = arrays[f"{src}MlpBlock_3/Dense_{j}/kernel"].T
+            out[dst + f"mlp.fc{j + 1}.bias"] = arrays[f"{src}MlpBlock_3/Dense_{j}/bias"]
+        i += 1
+    return out
+
+
+def _read_npz(path: Path) -> Checkpoint:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (ValueError, OSError) as err:
+        raise CheckpointError(f"{path}: not a readable .npz: {err}") from None
+    if "Transformer/posembed_input/pos_embedding" not in arrays:
+        return _canonicalize(arrays, ".npz state dict")
+    try:
+        mapped = _jax_vit_to_canonical(arrays)
+    except KeyError as err:
+        raise CheckpointError(f"{path}: original-ViT .npz without key {err.args[0]!r} (hybrid ViTs are not supported)") from None
+    checkpoint = _canonicalize(mapped, "original ViT .npz")
+    used = {"cls", "embedding/kernel", "embedding/bias", "head/kernel", "head/bias"}
+    checkpoint.ignored = [n for n in arrays if n not in used and not n.startswith("Transformer/")]
+    return checkpoint
+
+
+def _transformers_config(config: dict) -> dict:
+    """TimeSformerConfig fields from a transformers `config.json`."""
+
+    def side(value):
+        return value[0] if isinstance(value, (list, tuple)) else value
+
+    names = {
+        "image_size": ("img_size", side),
+        "patch_size": ("patch_size", side),
+        "num_channels": ("in_chans", int),
+        "num_frames": ("num_frames", int),
+        "hidden_size": ("embed_dim", int),
+        "num_hidden_layers": ("depth", int),
+        "num_attention_heads": ("num_heads", int),
+        "layer_norm_eps": ("norm_eps", float),
+        "qkv_bias": ("qkv_bias", bool),
+        "attention_type": ("attention_type", str),
+    }
+    return {ours: convert(config[theirs]) for theirs, (ours, convert) in names.items() if theirs in config}
+
+
+def _read_transformers_dir(path: Path) -> Checkpoint:
+    try:
+        config = json.loads((path / "config.json").read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{path / 'config.json'}: not readable JSON ({err})") from None
+    raw: dict = {}
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (path / index_name).exists():
+            shards = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
+            break
+    else:
+        shards = [name for name in ("model.safetensors", "pytorch_model.bin") if (path / name).exists()][:1]
+    if not shards:
+        raise CheckpointError(f"{path}: a transformers directory needs model.safetensors or pytorch_model.bin")
+    ignored: list[str] = []
+    for shard in shards:
+        part = _read_safetensors(path / shard) if shard.endswith(".safetensors") else _read_torch(path / shard)
+        raw.update(part.state)
+        ignored += part.ignored
+    checkpoint = Checkpoint(raw, _transformers_config(config), ignored, "transformers directory")
+    return checkpoint
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read any supported checkpoint into canonical names (see the module docstring)."""
+    path = Path(path)
+    if path.is_dir():
+        if (path / "config.json").exists():
+            return _read_transformers_dir(path)
+        raise CheckpointError(f"{path}: a directory checkpoint must be a transformers one (config.json + weights)")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    suffix = path.suffix.lower()
+    if suffix in (".pdparams", ".pdparam"):
+        return _read_pdparams(path)
+    if suffix == ".safetensors":
+        return _read_safetensors(path)
+    if suffix == ".npz":
+        return _read_npz(path)
+    return _read_torch(path)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Canonical state dict of any supported checkpoint."""
+    return read_checkpoint(path).state
+
+
+def infer_config(state: dict[str, torch.Tensor]) -> dict:
+    """`TimeSformerConfig` fields that the weights' names and shapes determine.
+
+    Heads cannot be read from weights: ``embed_dim // 64`` (ViT's head width) is assumed.
+    """
+    for required in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight"):
+        if required not in state:
+            raise CheckpointError(f"no {required!r} among the weights: not a TimeSformer or ViT checkpoint")
+    embed_dim = state["cls_token"].shape[-1]
+    patch = state["patch_embed.proj.weight"]
+    grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
+    if any(".temporal_" in name for name in state):
+        attention_type = "divided_space_time"
+    elif "time_embed" in state:
+        attention_type = "joint_space_time"
+    else:
+        attention_type = "space_only"
+    fields = {
+        "img_size": grid * patch.shape[-1],
+        "patch_size": patch.shape[-1],
+        "in_chans": patch.shape[1],
+        "embed_dim": embed_dim,
+        "depth": 1 + max(int(name.split(".")[1]) for name in state if name.startswith("blocks.")),
+        "num_heads": max(1, embed_dim // 64),
+        "mlp_ratio": state["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+        "qkv_bias": "blocks.0.attn.qkv.bias" in state,
+        "attention_type": attention_type,
+    }
+    if "head.weight" in state:
+        fields["num_classes"] = state["head.weight"].shape[0]
+    if "time_embed" in state:
+        fields["num_frames"] = state["time_embed"].shape[1]
+    return fields
+
+
+def _shape(tensor: torch.Tensor) -> list[int]:
+    return list(tensor.shape)
+
+
+def _load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, may_miss: tuple = ()) -> list[str]:
+    """Load `state` into `model`; every model key must be there with its shape, except `may_miss`.
+
+    Returns the model keys left as they were.
+    """
+    expected = model.state_dict()
+    for name, tensor in expected.items():
+        if name not in state:
+            if name in may_miss:
+                continue
+            raise CheckpointError(f"{path}: missing key {name!r} (the model expects shape {_shape(tensor)})")
+        if state[name].shape != tensor.shape:
+            raise CheckpointError(
+                f"{path}: {name}: checkpoint shape {_shape(state[name])} does not fit the model's {_shape(tensor)}"
+            )
+    unexpected = [name for name in state if name not in expected]
+    if unexpected:
+        raise CheckpointError(f"{path}: unexpected key {unexpected[0]!r}: the model has no such parameter")
+    model.load_state_dict(state, strict=False)
+    return [name for name in expected if name not in state]
+
+
+def load_model(path: str | Path, **overrides) -> TimeSformer:
+    """The model a checkpoint describes, in eval mode; `overrides` replace config fields."""
+    checkpoint = read_checkpoint(path)
+    try:
+        fields = infer_config(checkpoint.state)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    fields.update(checkpoint.config)
+    fields.update(overrides)
+    model = TimeSformer(TimeSformerConfig.from_dict(fields))
+    _load_exact(model, checkpoint.state, Path(path))
+    return model.eval()
+
+
+def _resize_pos_grid(pos: torch.Tensor, tokens: int) -> torch.Tensor:
+    """ViT pos_embed -> `tokens` (1 + grid²) by linear interpolation of the grid, as
+    PaddleVideo's `scipy.ndimage.zoom(order=1)` does (corner-aligned)."""
+    old, new = round((pos.shape[1] - 1) ** 0.5), round((tokens - 1) ** 0.5)
+    grid = pos[:, 1:].float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=(new, new), mode="bilinear", align_corners=True)
+    return torch.cat((pos[:, :1].float(), grid.permute(0, 2, 3, 1).reshape(1, new * new, -1)), dim=1).to(pos.dtype)
+
+
+def _vit_init_state(state: dict[str, torch.Tensor], model: TimeSformer) -> tuple[dict[str, torch.Tensor], tuple]:
+    """PaddleVideo's pretrained-ViT rules: the image ViT becomes the spatial part of every block."""
+    state = dict(state)
+    expected = model.state_dict()
+    may_miss = ["time_embed"]
+    if model.config.attention_type != "space_only" or state.get("head.weight", torch.empty(0)).shape != expected["head.weight"].shape:
+        state.pop("head.weight", None)
+        state.pop("head.bias", None)
+        may_miss += ["head.weight", "head.bias"]
+    if state["pos_embed"].shape[1] != expected["pos_embed"].shape[1]:
+        state["pos_embed"] = _resize_pos_grid(state["pos_embed"], expected["pos_embed"].shape[1])
+    if model.config.attention_type == "divided_space_time":
+        for name in list(state):
+            if name.startswith("blocks.") and (".attn." in name or ".norm1." in name):
+                state[name.replace(".attn.", ".temporal_attn.").replace(".norm1.", ".temporal_norm1.")] = state[name]
+        may_miss += [name for name in expected if ".temporal_fc." in name]
+    return state, tuple(may_miss)
+
+
+def load_weights(model: TimeSformer, path: str | Path) -> list[str]:
+    """Initialize `model` from a checkpoint (fine-tuning, `-w`); returns the keys left at init.
+
+    TimeSformer weights must fit exactly. Image ViT weights (no `time_embed`, no temporal
+    blocks) follow the pretrained-ViT rules: head dropped, pos grid resized, each block's
+    `attn`/`norm1` copied to `temporal_attn`/`temporal_norm1`, `time_embed` and
+    `temporal_fc` left at their init.
+    """
+    path = Path(path)
+    state = read_checkpoint(path).state
+    image_vit = "time_embed" not in state and not any(".temporal_" in name for name in state)
+    if image_vit and "pos_embed" in state:
+        state, may_miss = _vit_init_state(state, model)
+        return _load_exact(model, state, path, may_miss)
+    return _load_exact(model, state, path)
+
+
+def save_model(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write our `.safetensors` (config JSON in metadata key `timesformer_config`), atomically."""
+    from safetensors.torch import save_file
+
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    meta = {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in (metadata or {}).items()}
+    meta[CONFIG_METADATA_KEY] = json.dumps(model.config.to_dict())
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return path

@@ -1,0 +1,279 @@
+"""TimeSformer (Bertasius et al., 2021): a ViT over the patches of every frame of a clip.
+
+The maths is PaddleVideo's `VisionTransformer` + `TimeSformerHead`, itself a port of the
+official facebookresearch code, so the three agree on every checkpoint:
+
+- patch tokens are ordered (patch n, frame t) -> index ``n * T + t`` behind one cls token;
+- `divided_space_time`: temporal attention within each patch's T tokens, then spatial
+  attention within each frame (the cls token joins every frame, its T outputs averaged);
+- `joint_space_time`: one attention over all ``1 + N*T`` tokens;
+- `space_only`: every frame is an image for the ViT (no time embedding); the frames are
+  averaged after the last block.
+
+Parameter names are the canonical ones (timm ViT style, PaddleVideo's backbone without
+`backbone.` and with `head` for `head.fc`); every checkpoint format maps into them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..errors import ConfigError
+
+ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+
+
+@dataclass
+class TimeSformerConfig:
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 400
+    embed_dim: int = 768
+    depth: int = 12
+    num_heads: int = 12
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    norm_eps: float = 1e-6
+    num_frames: int = 8
+    attention_type: str = "divided_space_time"
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.1
+    grad_checkpointing: bool = False
+
+    def __post_init__(self):
+        if self.attention_type not in ATTENTION_TYPES:
+            raise ConfigError(f"attention_type: {self.attention_type!r} is not one of {', '.join(ATTENTION_TYPES)}")
+        if self.embed_dim % self.num_heads:
+            raise ConfigError(f"num_heads: {self.num_heads} does not divide embed_dim {self.embed_dim}")
+        if self.img_size % self.patch_size:
+            raise ConfigError(f"img_size: {self.img_size} is not a multiple of patch_size {self.patch_size}")
+
+    @property
+    def mlp_hidden_dim(self) -> int:
+        return int(self.embed_dim * self.mlp_ratio)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "TimeSformerConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - known)
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: not a TimeSformerConfig field (fields: {', '.join(sorted(known))})")
+        return cls(**fields)
+
+
+def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """Stochastic depth: zero the whole branch for some rows of dim 0, rescale the rest."""
+    if p == 0.0 or not training:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over dim 1 of ``[batch, tokens, dim]``, fused qkv, SDPA."""
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.attn_drop = attn_drop
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        # One permute of a view: q, k, v come out as strided [batch, heads, tokens, head_dim].
+        qkv = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        # SDPA's default scale is head_dim ** -0.5, the reference's.
+        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim)
+        return self.proj_drop(self.proj(out))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int, drop: float):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()  # exact (erf), as the reference
+        self.fc2 = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class Block(nn.Module):
+    def __init__(self, config: TimeSformerConfig, drop_path_rate: float):
+        super().__init__()
+        dim, eps = config.embed_dim, config.norm_eps
+        self.attention_type = config.attention_type
+        self.drop_path_rate = drop_path_rate
+
+        def attention() -> Attention:
+            return Attention(dim, config.num_heads, config.qkv_bias, config.attn_drop_rate, config.drop_rate)
+
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = attention()
+        if self.attention_type == "divided_space_time":
+            self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
+            self.temporal_attn = attention()
+            self.temporal_fc = nn.Linear(dim, dim)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, config.mlp_hidden_dim, config.drop_rate)
+
+    def _drop_path(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.drop_path_rate, self.training)
+
+    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        if self.attention_type == "divided_space_time":
+            x = self._divided_attention(x, num_frames)
+        else:
+            x = x + self._drop_path(self.attn(self.norm1(x)))
+        return x + self._drop_path(self.mlp(self.norm2(x)))
+
+    def _divided_attention(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """x: ``[B, 1 + N*T, D]``, patch tokens at ``1 + n*T + t``."""
+        batch, _, dim = x.shape
+        T = num_frames
+        cls, patches = x[:, :1], x[:, 1:]
+        N = patches.shape[1] // T
+
+        # Temporal: each patch's T tokens are consecutive, so grouping them is a view.
+        xt = self.temporal_norm1(patches).view(batch * N, T, dim)
+        res = self._drop_path(self.temporal_attn(xt)).view(batch, N * T, dim)
+        patches = patches + self.temporal_fc(res)
+
+        # Spatial: group by frame, the (shared) cls token first in every frame.
+        xs = patches.view(batch, N, T, dim).transpose(1, 2)
+        xs = torch.cat((cls.unsqueeze(1).expand(batch, T, 1, dim), xs), dim=2)
+        res = self._drop_path(self.attn(self.norm1(xs.view(batch * T, 1 + N, dim))))
+        res = res.view(batch, T, 1 + N, dim)
+        res_cls = res[:, :, 0].mean(dim=1, keepdim=True)  # the T cls outputs become one
+        res_patches = res[:, :, 1:].transpose(1, 2).reshape(batch, N * T, dim)
+        return torch.cat((cls + res_cls, patches + res_patches), dim=1)
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, config: TimeSformerConfig):
+        super().__init__()
+        self.proj = nn.Conv2d(config.in_chans, config.embed_dim, config.patch_size, stride=config.patch_size)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """``[B, C, T, H, W]`` -> tokens ``[B*T, h*w, D]`` (frame-major), grid height h, width w."""
+        batch, chans, frames, height, width = x.shape
+        x = self.proj(x.transpose(1, 2).reshape(batch * frames, chans, height, width))
+        grid_h, grid_w = x.shape[-2:]
+        return x.flatten(2).transpose(1, 2), grid_h, grid_w
+
+
+class TimeSformer(nn.Module):
+    def __init__(self, config: TimeSformerConfig):
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        grid = config.img_size // config.patch_size
+
+        self.patch_embed = PatchEmbed(config)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid * grid + 1, dim))
+        if config.attention_type != "space_only":
+            self.time_embed = nn.Parameter(torch.zeros(1, config.num_frames, dim))
+        self.pos_drop = nn.Dropout(config.drop_rate)
+        self.time_drop = nn.Dropout(config.drop_rate)
+        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
+        self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
+        self.head = nn.Linear(dim, config.num_classes)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The reference init, with std 0.02 for every Linear (see PADDLEVIDEO_BEHAVIOR.md)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if hasattr(self, "time_embed"):
+            nn.init.zeros_(self.time_embed)
+        # Every block but the first starts as a pure spatial ViT block.
+        for block in self.blocks[1:]:
+            if hasattr(block, "temporal_fc"):
+                nn.init.zeros_(block.temporal_fc.weight)
+                nn.init.zeros_(block.temporal_fc.bias)
+
+    def _pos_embed(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """Stored pos_embed, its patch grid nearest-resized when the token count differs."""
+        pos = self.pos_embed
+        if pos.shape[1] == grid_h * grid_w + 1:
+            return pos
+        side = int((pos.shape[1] - 1) ** 0.5)
+        grid = pos[:, 1:].transpose(1, 2).reshape(1, -1, side, side)
+        grid = F.interpolate(grid, size=(grid_h, grid_w), mode="nearest").flatten(2).transpose(1, 2)
+        return torch.cat((pos[:, :1], grid), dim=1)
+
+    def _time_embed(self, frames: int) -> torch.Tensor:
+        time = self.time_embed
+        if time.shape[1] == frames:
+            return time
+        return F.interpolate(time.transpose(1, 2), size=frames, mode="nearest").transpose(1, 2)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, T, H, W]`` -> final-norm cls token ``[B, D]``."""
+        batch, frames = x.shape[0], x.shape[2]
+        tokens, grid_h, grid_w = self.patch_embed(x)
+        pos = self._pos_embed(grid_h, grid_w)
+        cls = self.cls_token + pos[:, :1]  # identical for every frame
+        tokens = tokens + pos[:, 1:]
+        dim = tokens.shape[-1]
+
+        if self.config.attention_type == "space_only":
+            x = torch.cat((cls.expand(batch * frames, 1, dim), tokens), dim=1)
+            x = self.pos_drop(x)
+        else:
+            # (b t) n d -> b (n t) d with the time embedding added on the way.
+            tokens = self.pos_drop(tokens).view(batch, frames, -1, dim) + self._time_embed(frames).unsqueeze(2)
+            tokens = self.time_drop(tokens).transpose(1, 2).flatten(1, 2)
+            x = torch.cat((self.pos_drop(cls.expand(batch, 1, dim)), tokens), dim=1)
+
+        for block in self.blocks:
+            if self.config.grad_checkpointing and self.training:
+                x = checkpoint(block, x, frames, use_reentrant=False)
+            else:
+                x = block(x, frames)
+
+        cls_out = x[:, 0]
+        if self.config.attention_type == "space_only":
+            # The reference averages every token over the frames, then takes the cls one.
+            cls_out = cls_out.view(batch, frames, dim).mean(dim=1)
+        # The final norm is per token: normalizing the cls token alone gives the same result.
+        return self.norm(cls_out)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def build_model(**fields) -> TimeSformer:
+    """A freshly initialized TimeSformer; `fields` are `TimeSformerConfig` fields."""
+    return TimeSformer(TimeSformerConfig.from_dict(fields))

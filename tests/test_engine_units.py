@@ -1,0 +1,166 @@
+"""Engine building blocks against closed-form references: sampler layouts, LR schedules, the
+PaddleVideo Momentum update, view averaging, saved states and the resume point."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from timesformer.engine.evaluate import average_views, topk_correct
+from timesformer.engine.optim import LRSchedule, OptimizerSpec, build_optimizer
+from timesformer.engine.sampler import BatchLayout, EvalBatchSampler, TrainBatchSampler, epoch_permutation
+from timesformer.engine.state import (
+    find_resume_point,
+    interrupted_weights_path,
+    load_state,
+    save_state,
+    state_path_for,
+)
+from timesformer.errors import CheckpointError, ConfigError
+
+
+def step_sets(num_samples, global_batch, batch, world, epoch=0, seed=3):
+    """For each optimizer step: the set of (epoch, index) keys all ranks' micro-batches cover."""
+    accumulation = global_batch // (batch * world)
+    per_rank = []
+    for rank in range(world):
+        sampler = TrainBatchSampler(num_samples, BatchLayout(global_batch, batch, world, rank), seed)
+        sampler.set_epoch(epoch)
+        micro = list(sampler)
+        assert len(micro) == len(sampler) and all(len(m) == batch for m in micro)
+        per_rank.append([sum(micro[s * accumulation : (s + 1) * accumulation], []) for s in range(sampler.steps_per_epoch)])
+    return [sorted(sum((r[s] for r in per_rank), [])) for s in range(len(per_rank[0]))]
+
+
+def test_every_layout_splits_the_same_global_batches():
+    reference = step_sets(37, 8, 8, 1)  # one process, no accumulation
+    assert len(reference) == 37 // 8  # the partial last global batch is dropped
+    for batch, world in ((4, 1), (4, 2), (2, 2), (1, 4), (2, 4)):
+        assert step_sets(37, 8, batch, world) == reference
+    flat = [key for step in reference for key in step]
+    assert len(set(flat)) == len(flat) == 32  # no sample twice in an epoch
+    assert step_sets(37, 8, 8, 1, epoch=1) != reference  # a new order every epoch
+
+
+def test_order_is_a_function_of_seed_and_epoch():
+    assert (epoch_permutation(50, 1, 2) == epoch_permutation(50, 1, 2)).all()
+    assert not (epoch_permutation(50, 1, 2) == epoch_permutation(50, 1, 3)).all()
+    assert not (epoch_permutation(50, 2, 2) == epoch_permutation(50, 1, 2)).all()
+
+
+def test_resumed_epoch_continues_at_its_step():
+    layout = BatchLayout(4, 2, 1, 0)
+    sampler = TrainBatchSampler(20, layout, seed=0)
+    sampler.set_epoch(1)
+    full = list(sampler)
+    sampler.set_epoch(1, start_step=3)
+    assert list(sampler) == full[3 * 2 :] and len(sampler) == len(full) - 6
+
+
+def test_global_batch_larger_than_the_data_is_refused():
+    with pytest.raises(ConfigError, match="global_batch_size"):
+        TrainBatchSampler(5, BatchLayout(8, 4, 1, 0), seed=0)
+
+
+def test_eval_shards_cover_every_sample_once():
+    for world in (1, 2, 3):
+        seen = []
+        for rank in range(world):
+            for batch in EvalBatchSampler(7, 2, world, rank):
+                assert len(batch) <= 2
+                seen += [index for _, index in batch]
+        assert sorted(seen) == list(range(7))
+
+
+def test_multistep_decay_as_paddlevideo():
+    # K400 recipe: lr 0.005, x0.1 at epochs 11 and 14, stepped once per epoch.
+    schedule = LRSchedule(0.005, "multistep", milestones=(11, 14), gamma=0.1, total_epochs=15)
+    expected = [0.005] * 11 + [0.0005] * 3 + [0.00005]
+    got = [schedule.lr_at(epoch, step=7, steps_per_epoch=10) for epoch in range(15)]
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_warmup_then_cosine():
+    schedule = LRSchedule(1.0, "cosine", total_epochs=10, warmup_epochs=2, warmup_start_lr=0.1, per_step=True)
+    assert schedule.lr_at(0, 0, 4) == pytest.approx(0.1)
+    assert schedule.lr_at(1, 0, 4) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert schedule.lr_at(2, 0, 4) == pytest.approx(1.0)
+    assert schedule.lr_at(6, 0, 4) == pytest.approx(0.5)  # half-way through the cosine
+    assert schedule.lr_at(9, 3, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7.75 / 8)))
+
+
+def test_momentum_is_paddle_nesterov_with_l2():
+    # Paddle Momentum (use_nesterov, L2Decay): g' = g + wd*p; v = mu*v + g'; p -= lr*(g' + mu*v)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    spec = OptimizerSpec("Momentum", momentum=0.9, nesterov=True, weight_decay=1e-2)
+    optimizer = build_optimizer(spec, model, lr=0.1)
+    params = [p.detach().clone() for p in model.parameters()]
+    velocity = [torch.zeros_like(p) for p in params]
+    for _ in range(3):
+        x = torch.randn(4, 3)
+        optimizer.zero_grad()
+        model(x).square().sum().backward()
+        for i, p in enumerate(model.parameters()):
+            g = p.grad + 1e-2 * params[i]
+            velocity[i] = 0.9 * velocity[i] + g
+            params[i] = params[i] - 0.1 * (g + 0.9 * velocity[i])
+        optimizer.step()
+        for p, ref in zip(model.parameters(), params):
+            torch.testing.assert_close(p.detach(), ref, rtol=1e-6, atol=1e-7)
+
+
+def test_no_weight_decay_names_get_their_own_group():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
+    spec = OptimizerSpec("AdamW", weight_decay=0.05, no_weight_decay=("1.",))
+    groups = build_optimizer(spec, model, lr=1e-3).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
+    assert [len(g["params"]) for g in groups] == [2, 2]
+
+
+def test_view_averaging_score_and_prob():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [1.0, 1.0], [3.0, 0.0], [0.0, 0.0], [0.0, 6.0]])
+    score = average_views(logits, 3, "score")
+    torch.testing.assert_close(score, torch.tensor([[1.0, 2 / 3], [1.0, 2.0]]))
+    prob = average_views(logits, 3, "prob")
+    torch.testing.assert_close(prob, logits.softmax(-1).view(2, 3, 2).mean(1))
+    top1, top5 = topk_correct(torch.tensor([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05]]), torch.tensor([2, 0]), k=2)
+    assert top1.tolist() == [False, True] and top5.tolist() == [True, True]
+
+
+def _save_point(directory, name, epochs, steps, write_weights=True):
+    weights = (
+        interrupted_weights_path(directory, name) if steps else directory / f"{name}_epoch_{epochs:05d}.safetensors"
+    )
+    if write_weights:
+        weights.write_bytes(b"w")
+    state = {"epochs_done": epochs, "steps_done": steps, "weights": weights.name, "m": torch.arange(3.0)}
+    save_state(state_path_for(weights), state)
+    return weights
+
+
+def test_resume_point_is_the_most_advanced_complete_one(tmp_path):
+    assert find_resume_point(tmp_path, "M") is None
+    _save_point(tmp_path, "M", 1, 0)
+    _save_point(tmp_path, "M", 2, 0)
+    _save_point(tmp_path, "M", 3, 0, write_weights=False)  # its weights never landed
+    point = find_resume_point(tmp_path, "M")
+    assert point.progress == (2, 0) and point.weights.name == "M_epoch_00002.safetensors"
+    torch.testing.assert_close(point.state["m"], torch.arange(3.0))
+    _save_point(tmp_path, "M", 2, 5)  # interrupted mid-epoch 3
+    assert find_resume_point(tmp_path, "M").progress == (2, 5)
+    _save_point(tmp_path, "M", 4, 0)
+    assert find_resume_point(tmp_path, "M").progress == (4, 0)
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_state_refuses_foreign_files(tmp_path):
+    bad = tmp_path / "x.state.pt"
+    bad.write_bytes(b"not a state")
+    with pytest.raises(CheckpointError, match="x.state.pt"):
+        load_state(bad)
+    torch.save({"a": 1}, bad)
+    with pytest.raises(CheckpointError, match="not a timesformer training state"):
+        load_state(bad)

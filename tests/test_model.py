@@ -1,0 +1,155 @@
+"""The model against independent references: PaddleVideo's own outputs and transformers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from timesformer import build_model, load_model
+from timesformer.errors import ConfigError
+from timesformer.model.timesformer import TimeSformerConfig
+
+
+def test_paddlevideo_fixture_logits(paddle_fixture):
+    model = load_model(paddle_fixture / "model.pdparams", num_heads=4)
+    assert model.config.embed_dim == 96 and model.config.depth == 2 and model.config.num_classes == 400
+    ref = np.load(paddle_fixture / "ref.npz")
+    with torch.no_grad():
+        feat = model.forward_features(torch.from_numpy(ref["x"]))
+        logits = model.forward_head(feat)
+    np.testing.assert_allclose(feat.numpy(), ref["feat"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(logits.numpy(), ref["logits"], atol=1e-4, rtol=0)
+
+
+def test_paddlevideo_fixture_video_scores(paddle_fixture):
+    """PaddleVideo's 3-crop scores for example.avi: each crop a clip, logits averaged."""
+    model = load_model(paddle_fixture / "model.pdparams", num_heads=4)
+    ref = np.load(paddle_fixture / "video_example.npz")
+    crops = torch.from_numpy(ref["input"]).split(8, dim=2)
+    with torch.no_grad():
+        scores = torch.stack([model(c) for c in crops]).mean(0)
+    np.testing.assert_allclose(scores.numpy(), ref["scores"], atol=1e-4, rtol=0)
+
+
+transformers = pytest.importorskip("transformers")
+
+
+def _transformers_model(attention_type: str, **kw):
+    from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+    config = TimesformerConfig(
+        image_size=32, patch_size=8, num_frames=4, hidden_size=48, num_hidden_layers=2,
+        num_attention_heads=3, intermediate_size=96, num_labels=7, attention_type=attention_type, **kw,
+    )
+    torch.manual_seed(0)
+    model = TimesformerForVideoClassification(config).eval()
+    with torch.no_grad():  # no zero temporal_fc or zero biases: every weight matters
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return model
+
+
+def _transformers_logits(model, x: torch.Tensor) -> torch.Tensor:
+    """transformers' logits; for space_only its frames averaged before the final norm,
+    as the official code and PaddleVideo do (transformers itself returns per-frame logits)."""
+    pixels = x.transpose(1, 2)  # transformers takes [B, T, C, H, W]
+    if model.config.attention_type != "space_only":
+        return model(pixel_values=pixels).logits
+    hidden = model.timesformer(pixel_values=pixels, output_hidden_states=True).hidden_states[-1]
+    hidden = hidden.view(x.shape[0], x.shape[2], *hidden.shape[1:]).mean(1)
+    return model.classifier(model.timesformer.layernorm(hidden)[:, 0])
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_transformers_parity(tmp_path, attention_type):
+    reference = _transformers_model(attention_type)
+    reference.save_pretrained(tmp_path)
+    model = load_model(tmp_path)
+    assert model.config.attention_type == attention_type and model.config.num_heads == 3
+    x = torch.randn(2, 3, 4, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = _transformers_logits(reference, x)
+        got = model(x)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_runtime_resize_of_pos_and_time_embeddings(tmp_path):
+    """More frames and a larger image than stored: nearest-resized embeddings, as transformers
+    (and the official code) do; transformers' joint attention supports both."""
+    reference = _transformers_model("joint_space_time")
+    reference.save_pretrained(tmp_path)
+    model = load_model(tmp_path)
+    x = torch.randn(1, 3, 6, 48, 48, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(pixel_values=x.transpose(1, 2)).logits, atol=1e-4, rtol=1e-4)
+
+
+def _reference_divided_block(block, x: torch.Tensor, T: int) -> torch.Tensor:
+    """PaddleVideo's divided block, transcribed literally (copies and all), as the oracle."""
+    B, _, D = x.shape
+    N = (x.shape[1] - 1) // T
+    xt = x[:, 1:].reshape(B * N, T, D)
+    res = block.temporal_attn(block.temporal_norm1(xt)).reshape(B, N * T, D)
+    xt = x[:, 1:] + block.temporal_fc(res)
+    init_cls = x[:, :1]
+    cls = init_cls.repeat(1, T, 1).reshape(B * T, 1, D)
+    xs = xt.reshape(B, N, T, D).permute(0, 2, 1, 3).reshape(B * T, N, D)
+    res = block.attn(block.norm1(torch.cat((cls, xs), 1)))
+    res_cls = res[:, 0].reshape(B, T, D).mean(1, keepdim=True)
+    res_s = res[:, 1:].reshape(B, T, N, D).permute(0, 2, 1, 3).reshape(B, N * T, D)
+    x = torch.cat((init_cls, xt), 1) + torch.cat((res_cls, res_s), 1)
+    return x + block.mlp(block.norm2(x))
+
+
+def test_divided_block_matches_literal_transcription():
+    model = build_model(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_frames=3).eval()
+    block = model.blocks[0]
+    x = torch.randn(2, 1 + 16 * 3, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, 3), _reference_divided_block(block, x, 3), atol=1e-5, rtol=1e-5)
+
+
+def test_init_follows_reference():
+    model = build_model(img_size=32, patch_size=16, embed_dim=32, depth=3, num_heads=2, num_classes=5)
+    assert torch.count_nonzero(model.blocks[0].temporal_fc.weight) > 0
+    for block in model.blocks[1:]:
+        assert torch.count_nonzero(block.temporal_fc.weight) == 0 and torch.count_nonzero(block.temporal_fc.bias) == 0
+    assert torch.count_nonzero(model.time_embed) == 0
+    assert 0.015 < model.blocks[0].mlp.fc1.weight.std().item() < 0.025  # trunc-normal 0.02
+    assert torch.all(model.blocks[1].norm1.weight == 1) and torch.all(model.blocks[1].norm1.bias == 0)
+    assert torch.count_nonzero(model.blocks[2].attn.qkv.bias) == 0
+
+
+def test_grad_checkpointing_gives_same_gradients():
+    torch.manual_seed(0)
+    fields = dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_frames=2, num_classes=3, drop_path_rate=0.0)
+    plain = build_model(**fields)
+    ckpt = build_model(**fields, grad_checkpointing=True)
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 2, 32, 32)
+    plain(x).square().sum().backward()
+    ckpt(x).square().sum().backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_drop_path_in_training_only():
+    model = build_model(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2, num_frames=2, drop_path_rate=0.9)
+    x = torch.randn(4, 3, 2, 32, 32)
+    torch.manual_seed(0)
+    train_out = model.train()(x)
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x), model(x))
+    assert not torch.allclose(train_out, model(x))
+
+
+def test_config_validation_and_round_trip():
+    config = TimeSformerConfig(embed_dim=64, num_heads=4, num_classes=10)
+    assert TimeSformerConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="attention_type"):
+        TimeSformerConfig(attention_type="divided")
+    with pytest.raises(ConfigError, match="num_heads"):
+        TimeSformerConfig(embed_dim=96, num_heads=5)
+    with pytest.raises(ConfigError, match="num_head"):
+        TimeSformerConfig.from_dict({"num_head": 3})
