@@ -12,6 +12,7 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import ssl
 import threading
 import time
 import urllib.error
@@ -205,7 +206,10 @@ def _transfer(url: str, part: Path, timeout: float, on_start, on_bytes) -> None:
     except ValueError as err:  # urllib's complaint about a malformed or unknown-scheme URL
         raise UserError(f"{url}: {err}") from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
-        raise _RetryableError(str(getattr(err, "reason", err))) from None
+        reason = getattr(err, "reason", err)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise UserError(f"{url}: the server's TLS certificate is not trusted ({reason.verify_message})") from None
+        raise _RetryableError(str(reason)) from None
 
     with response:
         if response.status == 206:

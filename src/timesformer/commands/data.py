@@ -29,6 +29,7 @@ def register(sub) -> None:
     synth.add_argument("--object_size", type=int, default=6, help="side of the moving square in pixels (default 6)")
     synth.add_argument("--speed", type=float, nargs=2, default=(2.0, 3.0), metavar=("MIN", "MAX"), help="pixels per frame (default 2 3)")
     synth.add_argument("--noise", type=float, default=8.0, help="std of pixel noise, 0..255 (default 8)")
+    synth.add_argument("--fps", type=int, default=1, help="frame rate; at 1 fps PaddleVideo's sampler with num_seg = frames takes every frame (default 1)")
     synth.add_argument("--workers", type=int, default=None, help="encoding processes (default: min(4, cores))")
     synth.set_defaults(func=run_synth)
 
@@ -84,6 +85,7 @@ def run_synth(args: argparse.Namespace) -> int:
         object_size=args.object_size,
         speed_range=tuple(args.speed),
         noise=args.noise,
+        fps=args.fps,
         workers=args.workers,
     )
     print(
@@ -115,8 +117,8 @@ def run_k400(args: argparse.Namespace) -> int:
     annotations = _under_root(args.annotations, root, f"{args.split}.csv")
     videos = _under_root(args.videos, root, "videos")
     summary = write_k400_list(root, args.split, annotations, videos)
-    for name in summary.missing:
-        print(f"missing: {name}")
+    for youtube_id, name in summary.missing:
+        print(f"missing: {youtube_id} (no {name}.mp4 under {videos})")
     print(
         f"wrote {summary.list_path}: {summary.written} of {summary.rows} {args.split} clips; "
         f"{len(summary.missing)} missing (left out); data_prefix: {videos}"

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     predictor = _build_predictor(args, cfg)
     print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
     top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
+    top_k = min(top_k, predictor.spec.num_classes)
 
     videos = list_videos(args.input_file)
     predictions, failed = [], []

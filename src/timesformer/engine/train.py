@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -96,6 +97,17 @@ class StopRequest:
             signal.signal(signum, handler)
 
 
+def key_bias_grads(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The key thirds of every fused `qkv` bias (canonical names `...attn.qkv.bias`, layout q, k, v).
+
+    A key bias adds `q . b_k` to all of a query's logits alike, which the softmax cancels: its true
+    gradient is zero. Backward still leaves rounding noise there, and Adam divides it by its own
+    tiny magnitude into a random walk that differs with thread count and process layout. We zero it.
+    """
+    biases = [p for name, p in model.named_parameters() if name.endswith("attn.qkv.bias") and p.grad is not None]
+    return [bias.grad[bias.shape[0] // 3 : 2 * bias.shape[0] // 3] for bias in biases]
+
+
 def ignore_sigint_in_worker(worker_id: int) -> None:
     """DataLoader workers get the terminal's Ctrl-C too; only the main process may act on it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -152,7 +164,9 @@ def build_dataset(cfg: Config, split: str, seed: int):
 def make_loader(dataset, batch_sampler, cfg: Config, device: torch.device):
     from ..data.datasets import collate_samples
 
-    workers = cfg.DATASET.num_workers
+    # More workers than batches or than CPUs only costs start-up time.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(cfg.DATASET.num_workers, len(batch_sampler), cpus)
     return torch.utils.data.DataLoader(
         dataset,
         batch_sampler=batch_sampler,
@@ -329,6 +343,8 @@ def _train(cfg: Config, options: TrainOptions, ctx: DistContext, output_dir: Pat
                                 f"then continue with --resume"
                             )
                     else:
+                        for noise in key_bias_grads(module):
+                            noise.zero_()
                         if scaler:
                             scaler.unscale_(optimizer)
                         if cfg.OPTIMIZER.grad_clip:

@@ -372,8 +372,9 @@ class Predictor:
         self, videos: Iterable[str], top_k: int = 5, batch_size: int = 1
     ) -> Iterator[Prediction | VideoReadError]:
         """One `Prediction` per readable video and one `VideoReadError` per unreadable one, in input order."""
-        if top_k < 1 or top_k > self.spec.num_classes:
-            raise UserError(f"--top_k {top_k}: must be between 1 and the class count {self.spec.num_classes}")
+        if top_k < 1:
+            raise UserError(f"--top_k {top_k}: must be at least 1")
+        top_k = min(top_k, self.spec.num_classes)
         if batch_size < 1:
             raise UserError(f"--batch_size {batch_size}: must be at least 1")
         batch: list[tuple[str, torch.Tensor]] = []

@@ -342,18 +342,26 @@ def _load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
     return [name for name in expected if name not in state]
 
 
-def load_model(path: str | Path, **overrides) -> TimeSformer:
-    """The model a checkpoint describes, in eval mode; `overrides` replace config fields."""
-    checkpoint = read_checkpoint(path)
+def checkpoint_config(checkpoint: Checkpoint, path: str | Path, **overrides) -> TimeSformerConfig:
+    """The architecture: inferred from the weights, then what the file states, then `overrides`."""
     try:
         fields = infer_config(checkpoint.state)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
     fields.update(checkpoint.config)
     fields.update(overrides)
-    model = TimeSformer(TimeSformerConfig.from_dict(fields))
+    return TimeSformerConfig.from_dict(fields)
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, path: str | Path, **overrides) -> TimeSformer:
+    model = TimeSformer(checkpoint_config(checkpoint, path, **overrides))
     _load_exact(model, checkpoint.state, Path(path))
     return model.eval()
+
+
+def load_model(path: str | Path, **overrides) -> TimeSformer:
+    """The model a checkpoint describes, in eval mode; `overrides` replace config fields."""
+    return model_from_checkpoint(read_checkpoint(path), path, **overrides)
 
 
 def _resize_pos_grid(pos: torch.Tensor, tokens: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ class K400Summary:
     list_path: Path
     rows: int  # CSV rows of the split
     written: int
-    missing: list[str] = field(default_factory=list)  # clip names `<id>_<start>_<end>`
+    missing: list[tuple[str, str]] = field(default_factory=list)  # (youtube_id, clip name `<id>_<start>_<end>`)
 
 
 def kinetics400_labels() -> dict[str, int]:
@@ -99,7 +99,7 @@ def write_k400_list(
             raise UserError(f"{annotations} line {number}: time_start/time_end {row['time_start']!r}/{row['time_end']!r} are not numbers") from None
         path = on_disk.get(name) or on_disk.get(row["youtube_id"])
         if path is None:
-            summary.missing.append(name)
+            summary.missing.append((row["youtube_id"], name))
         else:
             lines.append(f"{path} {label}\n")
     atomic_write_text(summary.list_path, "".join(lines))
