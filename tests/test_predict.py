@@ -166,9 +166,9 @@ def test_broken_and_missing_videos_are_named_and_the_rest_predicted(synth, tmp_p
     errors = [line for line in err if "error" in line]
     assert len(errors) == 1 and str(broken) in errors[0] and "Traceback" not in "\n".join(err)
 
-    missing = tmp_path / "nowhere.mp4"
-    code, out, err = run_cli(capsys, "predict", "--input_file", missing, "-w", synth["weights"])
-    assert code == 1 and out == "" and any(str(missing) in line for line in err)
+    for lone in (broken, tmp_path / "nowhere.mp4"):  # one video: exactly one line, naming it
+        code, out, err = run_cli(capsys, "predict", "--input_file", lone, "-w", synth["weights"])
+        assert code == 1 and out == "" and len(err) == 1 and str(lone) in err[0]
 
     with pytest.raises(VideoReadError, match="a_broken.avi"):
         Predictor.from_onnx(synth["onnx"]).predict(folder)
@@ -206,8 +206,15 @@ def test_missing_or_unreadable_model_file_is_one_line(synth, tmp_path, capsys):
 
 
 def test_use_gpu_takes_paddlevideo_booleans(synth, capsys):
-    code, out, err = run_cli(capsys, "predict", "--input_file", synth["videos"][0], "--model_file", synth["onnx"], "--use_gpu=false")
-    assert code == 0 and "CPUExecutionProvider" in "\n".join(err)
+    code, out, err = run_cli(capsys, "predict", "--input_file", synth["videos"][0], "--model_file", synth["onnx"], "--use_gpu=true")
+    assert code == 0 and "ExecutionProvider" in "\n".join(err)  # says which provider ran
     assert out.splitlines()[1].startswith("\ttop-1 class: ") and "top-1 label: " in out  # labels shipped by export
     with pytest.raises(SystemExit):
         main(["predict", "--input_file", synth["videos"][0], "--model_file", str(synth["onnx"]), "--use_gpu=maybe"])
+
+
+def test_bf16_autocast_keeps_the_ranking(synth):
+    fp32 = Predictor.from_weights(synth["weights"]).predict([synth["videos"][1]], top_k=4)[0]
+    bf16 = Predictor.from_weights(synth["weights"], precision="bf16").predict([synth["videos"][1]], top_k=4)[0]
+    assert bf16.topk_class[0] == fp32.topk_class[0]
+    np.testing.assert_allclose(bf16.topk_scores[0], fp32.topk_scores[0], atol=0.05)

@@ -147,8 +147,8 @@ def test_rgb_equals_pyav_default_conversion(example_avi):
 
 def test_pts_sorted_slow_path_agrees(videos):
     window = _Window(0, 11, np.array([0, 3, 7, 11, 20]))
-    fast = _decode(str(videos["avi"]), window, keep_all=False)
-    slow = _decode(str(videos["avi"]), window, keep_all=True)
+    fast = _decode(str(videos["avi"]), window, False, lambda rgb: rgb)
+    slow = _decode(str(videos["avi"]), window, True, lambda rgb: rgb)
     assert fast[0] == slow[0] == 13  # frames 0..11 and one past the window
     assert sorted(fast[1]) == sorted(slow[1]) == [0, 3, 7, 11]
     for position in fast[1]:

@@ -59,6 +59,19 @@ def render_clips(n: int, frames: int, size: int, obj: int, speed: float, noise: 
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous(), torch.from_numpy(labels)
 
 
+def synth_clips(n: int, args, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The package's `data synth` frames (before encoding), labels i % 4 as it writes them."""
+    from timesformer.data.synth import MotionStyle, render_motion_clip
+
+    style = MotionStyle(args.frames, args.size, int(args.obj), (args.speed, args.speed_max or args.speed),
+                        args.noise * 255)
+    labels = np.arange(n) % 4
+    clips = np.stack([render_motion_clip(int(l), np.random.default_rng([seed, i]), style)
+                      for i, l in enumerate(labels)]).astype(np.float32) / 255
+    clips = (clips - 0.45) / 0.225
+    return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous(), torch.from_numpy(labels)
+
+
 def build(attention: str, args) -> torch.nn.Module:
     if args.model == "package":
         from timesformer.model.timesformer import build_model
@@ -145,7 +158,9 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=8)
     p.add_argument("--obj", type=float, default=6)
     p.add_argument("--speed", type=float, default=2.0)
-    p.add_argument("--noise", type=float, default=0.05)
+    p.add_argument("--speed_max", type=float, default=0.0)
+    p.add_argument("--noise", type=float, default=0.05, help="std, 0..1 units")
+    p.add_argument("--renderer", default="synth", choices=["synth", "antialiased"])
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--heads", type=int, default=2)
@@ -171,10 +186,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
         ds = seed if args.data_seed < 0 else args.data_seed
-        xtr, ytr = render_clips(args.train, args.frames, args.size, args.obj, args.speed,
-                                args.noise, 1000 + ds)
-        xva, yva = render_clips(args.val, args.frames, args.size, args.obj, args.speed,
-                                args.noise, 2000 + ds)
+        if args.renderer == "synth":
+            xtr, ytr = synth_clips(args.train, args, 1000 + ds)
+            xva, yva = synth_clips(args.val, args, 2000 + ds)
+        else:
+            xtr, ytr = render_clips(args.train, args.frames, args.size, args.obj, args.speed,
+                                    args.noise, 1000 + ds)
+            xva, yva = render_clips(args.val, args.frames, args.size, args.obj, args.speed,
+                                    args.noise, 2000 + ds)
         for attention in args.attention:
             result = run_one(attention, seed, (xtr, ytr, xva, yva), args)
             result.update(tag=args.tag, args={k: v for k, v in vars(args).items()

@@ -60,17 +60,17 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import VideoReadError
-    from ..export.predictor import Predictor, list_videos
-    from ..utils import atomic_write_text
-
     from ..engine.config import load_config
+    from ..errors import VideoReadError
+    from ..export.predictor import list_videos
+    from ..utils import atomic_write_text
 
     if args.override and not args.config:
         raise UserError(f"-o {args.override[0]}: overrides need a config (-c)")
     cfg = load_config(args.config, args.override) if args.config else None
     predictor = _build_predictor(args, cfg)
-    print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
+    if args.use_gpu or args.precision != "fp32":  # say whether the request was honoured
+        print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
     top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
     top_k = min(top_k, predictor.spec.num_classes)
 
@@ -90,10 +90,9 @@ def run(args: argparse.Namespace) -> int:
             for p in predictions
         ]
         atomic_write_text(args.json, json.dumps(records, indent=2) + "\n")
-    if failed:
+    if failed and len(videos) > 1:
         print(f"timesformer predict: {len(failed)} of {len(videos)} videos could not be read", file=sys.stderr)
-        return 1
-    return 0
+    return 1 if failed else 0
 
 
 def format_prediction(p, top_k: int) -> str:

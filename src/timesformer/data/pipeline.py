@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from timesformer.data import transforms as T
-from timesformer.data.video import MODES, read_clip, read_frames
+from timesformer.data.video import MODES, read_frames, sample_frames
 from timesformer.errors import ConfigError
 
 CROPS = ("uniform", "random", "center", "none")
@@ -92,8 +92,9 @@ class VideoPipeline:
         return 3 if self.crop == "uniform" else 1
 
     def __call__(self, path: str | os.PathLike, rng: np.random.Generator | None = None) -> torch.Tensor:
-        frames = read_clip(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps)
-        return self.transform(frames, rng)
+        scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
+        frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler)
+        return self._views(torch.cat(frames), rng)
 
     def frames(
         self, frame_dir: str | os.PathLike, num_frames: int, rng: np.random.Generator | None = None,
@@ -104,12 +105,11 @@ class VideoPipeline:
 
     def transform(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         """uint8 `[T, H, W, 3]` -> float32 `[V, 3, T, h, w]`: scale, crop, flip, normalize."""
-        clip = T.to_float_clip(frames)
-        if self.short_side_min == self.short_side_max:
-            size = self.short_side_min
-        else:
-            size = T.jitter_size(self.short_side_min, self.short_side_max, _need(rng, "JitterScale"))
-        clip = T.resize_short_side(clip, size)
+        scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
+        return self._views(torch.cat([scaler(frame) for frame in frames]), rng)
+
+    def _views(self, clip: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
+        """Scaled float `[T, 3, H, W]` (0..255) -> `[V, 3, T, h, w]`: crop, flip, normalize."""
         height, width = clip.shape[-2:]
         if self.crop == "uniform":
             offsets = T.uniform_crop_offsets(height, width, self.crop_size)

@@ -1,8 +1,9 @@
 """Clip transforms on torch tensors, PaddleVideo's TimeSformer ops without PIL.
 
 Clips travel as float `[T, 3, H, W]` tensors holding pixel values in [0, 255] (stored
-channels-last, the layout the decoder's `[T, H, W, 3]` frames already have, which is also
-the layout torch's bilinear kernel is fastest on). Normalization comes last, fused with
+channels-last, the layout the decoder's `[H, W, 3]` frames already have, which is also
+the layout torch's bilinear kernel is fastest on). Frames are scaled one by one as the
+decoder delivers them. Normalization comes last, fused with
 the copy that makes each crop contiguous: `(x / 255 - mean) / std` is a per-channel affine
 map, and bilinear resizing and cropping are linear maps that act on each channel alone, so
 the order does not change the result (up to float rounding), and normalizing last touches
@@ -18,11 +19,6 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-
-def to_float_clip(frames: np.ndarray) -> torch.Tensor:
-    """uint8 `[T, H, W, 3]` frames -> float32 `[T, 3, H, W]` (channels-last storage), 0..255."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()
 
 
 def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -51,6 +47,37 @@ def resize_short_side(clip: torch.Tensor, size: int) -> torch.Tensor:
 def _check_fits(height: int, width: int, size: int) -> None:
     if height < size or width < size:
         raise ValueError(f"cannot crop {size}x{size} from a {height}x{width} clip")
+
+
+class ShortSideScaler:
+    """JitterScale frame by frame: uint8 `[H, W, 3]` -> float32 `[1, 3, h, w]` (0..255).
+
+    The short side is drawn (`round(uniform(min, max))`, no draw when min == max) at the
+    first frame, i.e. after the decoder drew the window, so a sample's draws keep one
+    order. Frames are converted through one reused float buffer: fresh memory for every
+    full-size float frame costs more in page faults than the conversion itself.
+    """
+
+    def __init__(self, min_size: int, max_size: int, rng: np.random.Generator | None = None):
+        self.min_size, self.max_size, self.rng = min_size, max_size, rng
+        self.size: int | None = None
+        self._buffer: torch.Tensor | None = None
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        if self.size is None:
+            if self.min_size == self.max_size:
+                self.size = self.min_size
+            elif self.rng is None:
+                raise ValueError("JitterScale with min_size < max_size is random and needs rng")
+            else:
+                self.size = jitter_size(self.min_size, self.max_size, self.rng)
+        frame = torch.from_numpy(np.ascontiguousarray(rgb))
+        if min(frame.shape[:2]) == self.size:
+            return frame.permute(2, 0, 1)[None].float()
+        if self._buffer is None or self._buffer.shape != frame.shape:
+            self._buffer = torch.empty(frame.shape, dtype=torch.float32)
+        self._buffer.copy_(frame)
+        return resize_short_side(self._buffer.permute(2, 0, 1)[None], self.size)
 
 
 def uniform_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:

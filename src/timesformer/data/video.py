@@ -21,6 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import av
 import numpy as np
@@ -89,14 +90,17 @@ def _open_at(path: str, offset: int):
     return container
 
 
-def _decode(path: str, window: _Window, keep_all: bool):
-    """One pass over the window. Returns (kept count, {position: rgb}, last rgb, in order?).
+def _decode(path: str, window: _Window, keep_all: bool, convert: Callable[[np.ndarray], Any]):
+    """One pass over the window: (kept count, {position: converted}, last converted, in order?).
 
-    With `keep_all`, every kept frame is returned in PaddleVideo's pts-sorted order instead
-    (the slow path for files whose frames do not arrive in increasing pts order).
+    Frames at wanted positions become RGB (then `convert`) as they arrive, while the
+    decoder's threads go on with the next ones; the last kept frame is converted at the end
+    only if a position past the kept count needs it. With `keep_all`, every kept frame is
+    held and indexed in PaddleVideo's pts-sorted order instead (the slow path for files
+    whose frames do not arrive in increasing pts order).
     """
     wanted = set(int(p) for p in window.positions)
-    picked: dict[int, np.ndarray] = {}
+    picked: dict[int, Any] = {}
     by_pts: dict[int, av.VideoFrame] = {}
     last = None
     kept = 0
@@ -117,7 +121,7 @@ def _decode(path: str, window: _Window, keep_all: bool):
                 by_pts[pts] = frame
             else:
                 if kept in wanted:
-                    picked[kept] = frame.to_ndarray(format="rgb24")
+                    picked[kept] = convert(frame.to_ndarray(format="rgb24"))
                 last = frame
                 kept += 1
             if pts > window.end_pts:  # PaddleVideo keeps exactly one frame past the window
@@ -126,15 +130,15 @@ def _decode(path: str, window: _Window, keep_all: bool):
         container.close()
     if keep_all:
         frames = [by_pts[p] for p in sorted(by_pts)]
-        picked = {i: frames[i].to_ndarray(format="rgb24") for i in wanted if i < len(frames)}
+        picked = {i: convert(frames[i].to_ndarray(format="rgb24")) for i in sorted(wanted) if i < len(frames)}
         kept = len(frames)
         last = frames[-1] if frames else None
-    last_rgb = None
+    last_converted = None
     if last is not None and any(p >= kept for p in wanted):
-        last_rgb = picked.get(kept - 1)
-        if last_rgb is None:
-            last_rgb = last.to_ndarray(format="rgb24")
-    return kept, picked, last_rgb, in_order
+        last_converted = picked.get(kept - 1)
+        if last_converted is None:
+            last_converted = convert(last.to_ndarray(format="rgb24"))
+    return kept, picked, last_converted, in_order
 
 
 def _count_packets(path: str) -> int:
@@ -144,15 +148,12 @@ def _count_packets(path: str) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
 
-def _gather(path: str, window: _Window):
-    """Decode `window` and return (kept count, frames [T,H,W,3]) at its clipped positions."""
-    kept, picked, last_rgb, in_order = _decode(path, window, keep_all=False)
+def _gather(path: str, window: _Window, convert) -> tuple[int, list]:
+    """Decode `window`: (kept count, converted frames at its positions clipped to the count)."""
+    kept, picked, last, in_order = _decode(path, window, False, convert)
     if not in_order:
-        kept, picked, last_rgb, _ = _decode(path, window, keep_all=True)
-    if kept == 0:
-        return 0, None
-    frames = [picked[p] if p < kept else last_rgb for p in window.positions]
-    return kept, np.stack(frames)
+        kept, picked, last, _ = _decode(path, window, True, convert)
+    return kept, [picked[p] if p < kept else last for p in window.positions]
 
 
 def read_clip(
@@ -168,13 +169,30 @@ def read_clip(
     `mode` "test" takes the window at the start; "train" and "valid" draw its start from
     `rng` (a `numpy.random.Generator`). Raises `VideoReadError` naming the file and reason.
     """
+    return np.stack(sample_frames(path, num_seg, mode, rng, sampling_rate, target_fps))
+
+
+def sample_frames(
+    path: str | os.PathLike,
+    num_seg: int,
+    mode: str,
+    rng: np.random.Generator | None = None,
+    sampling_rate: int = 32,
+    target_fps: float = 30,
+    convert: Callable[[np.ndarray], Any] | None = None,
+) -> list:
+    """`read_clip` as a list of `convert(frame)` for each sampled uint8 `[H, W, 3]` frame.
+
+    `convert` runs on each frame as soon as it is decoded (overlapping the decoder's
+    threads); a frame sampled twice is converted once and listed twice.
+    """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     path = str(path)
     if not Path(path).is_file():
         raise VideoReadError(path, "file not found" if not Path(path).exists() else "not a file")
     try:
-        return _read_clip(path, num_seg, mode, rng, sampling_rate, target_fps)
+        return _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert or (lambda rgb: rgb))
     except VideoReadError:
         raise
     except (av.FFmpegError, OSError, EOFError) as exc:
@@ -187,7 +205,7 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def _read_clip(path, num_seg, mode, rng, sampling_rate, target_fps) -> np.ndarray:
+def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> list:
     with av.open(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
@@ -206,7 +224,7 @@ def _read_clip(path, num_seg, mode, rng, sampling_rate, target_fps) -> np.ndarra
         start, end = _start_end(num_frames, clip_size, mode, rng)
         timebase = duration / num_frames
         window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
-        kept, frames = _gather(path, window)
+        kept, frames = _gather(path, window, convert)
     else:
         # No duration or frame count: PaddleVideo decodes everything and draws the window
         # over the decoded frames (it divides by zero on a zero frame count; we do not).
@@ -214,11 +232,11 @@ def _read_clip(path, num_seg, mode, rng, sampling_rate, target_fps) -> np.ndarra
         guess = _count_packets(path) if mode != "test" else 0
         start, end = _start_end(guess, clip_size, mode, rng)
         window = _Window(0, math.inf, _positions(start, end, num_seg))
-        kept, frames = _gather(path, window)
+        kept, frames = _gather(path, window, convert)
         if kept and mode != "test" and kept != guess:
             start, end = _start_end(kept, clip_size, mode, rng)
             window.positions = _positions(start, end, num_seg)
-            kept, frames = _gather(path, window)
+            kept, frames = _gather(path, window, convert)
     if not kept:
         raise VideoReadError(path, "the video stream has no decodable frames")
     return frames
@@ -249,15 +267,15 @@ def read_frames(
         raise VideoReadError(frame_dir, "frame folder not found")
     if num_frames < 1:
         raise VideoReadError(frame_dir, f"the list gives {num_frames} frames")
+    positions = linspace_positions(0, num_frames - 1, num_seg, num_frames)
     images = {}
-    for position in linspace_positions(0, num_frames - 1, num_seg, num_frames):
-        if position not in images:
-            name = suffix.format(int(position) + 1)
-            try:
-                images[position] = read_image(Path(frame_dir) / name)
-            except VideoReadError as exc:
-                raise VideoReadError(frame_dir, f"{name}: {exc.reason}") from exc
-    frames = [images[p] for p in linspace_positions(0, num_frames - 1, num_seg, num_frames)]
+    for position in sorted(set(positions.tolist())):
+        name = suffix.format(position + 1)
+        try:
+            images[position] = read_image(Path(frame_dir) / name)
+        except VideoReadError as exc:
+            raise VideoReadError(frame_dir, f"{name}: {exc.reason}") from exc
+    frames = [images[p] for p in positions.tolist()]
     if len({f.shape for f in frames}) > 1:
         raise VideoReadError(frame_dir, "frames differ in size")
     return np.stack(frames)

@@ -7,6 +7,7 @@ collective helpers below are identities, so the training loop has a single code 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
@@ -99,6 +100,12 @@ def is_comm_failure(err: BaseException) -> bool:
     return isinstance(err, RuntimeError) and any(
         word in text for word in ("Connection closed by peer", "Connection reset", "NCCL", "Gloo", "gloo")
     )
+
+
+def comm_failure_summary(err: BaseException) -> str:
+    """The useful part of a backend error: its first sentence, without the source-file prefix."""
+    text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    return text.split(". ")[0][:160]
 
 
 def torchrun_command(num_processes: int, command_args: list[str]) -> list[str]:

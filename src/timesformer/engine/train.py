@@ -23,9 +23,19 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.datasets import VideoListDataset, collate_samples
 from ..errors import UserError
+from ..model.checkpoints import load_weights, save_model
+from ..model.timesformer import build_model
 from .config import Config, build_pipeline, require_file
-from .distributed import DistContext, RankLostError, all_reduce_sum, barrier, is_comm_failure
+from .distributed import (
+    DistContext,
+    RankLostError,
+    all_reduce_sum,
+    barrier,
+    comm_failure_summary,
+    is_comm_failure,
+)
 from .evaluate import EvalResult, evaluate, topk_correct
 from .logging import RunLogger, format_train_line
 from .optim import LRSchedule, OptimizerSpec, build_optimizer, set_lr
@@ -143,14 +153,12 @@ def amp_settings(cfg: Config, options: TrainOptions, device: torch.device) -> tu
         return None, False
     dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
     if device.type != "cuda":
-        dtype = torch.bfloat16  # fp16 on CPU is slow and needs no scaling to be wrong: use bf16
+        dtype = torch.bfloat16  # fp16 on CPU is slow and would need loss scaling: bf16 needs neither
     return dtype, dtype == torch.float16
 
 
 def build_dataset(cfg: Config, split: str, seed: int):
     """The dataset of `DATASET.<split>` with the `PIPELINE.<split>` transforms."""
-    from ..data.datasets import VideoListDataset
-
     section = getattr(cfg.DATASET, split)
     if section is None or getattr(cfg.PIPELINE, split) is None:
         raise UserError(f"the config has no DATASET.{split} / PIPELINE.{split} section")
@@ -162,8 +170,6 @@ def build_dataset(cfg: Config, split: str, seed: int):
 
 
 def make_loader(dataset, batch_sampler, cfg: Config, device: torch.device):
-    from ..data.datasets import collate_samples
-
     # More workers than batches or than CPUs only costs start-up time.
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = min(cfg.DATASET.num_workers, len(batch_sampler), cpus)
@@ -182,9 +188,6 @@ def make_loader(dataset, batch_sampler, cfg: Config, device: torch.device):
 
 def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: ResumePoint | None, log: RunLogger):
     """Same init on every rank (seeded); then pretrained ViT / -w weights, or the resumed weights."""
-    from ..model.checkpoints import load_weights
-    from ..model.timesformer import build_model
-
     torch.manual_seed(seed)
     model = build_model(**cfg.model_config())
     if resume is not None:
@@ -205,216 +208,245 @@ def train_model(cfg: Config, options: TrainOptions, ctx: DistContext) -> TrainRe
     output_dir = Path(cfg.output_dir or f"output/{cfg.model_name}")
     log = RunLogger(output_dir, options.log_dir, enabled=ctx.is_main)
     try:
-        return _train(cfg, options, ctx, output_dir, log)
+        trainer = Trainer(cfg, options, ctx, output_dir, log)
+        with StopRequest() as stop:
+            try:
+                return trainer.run(stop)
+            except Exception as err:
+                if ctx.distributed and is_comm_failure(err):
+                    raise RankLostError(
+                        f"rank {ctx.rank}: lost contact with another process of this distributed job "
+                        f"({comm_failure_summary(err)}); {trainer.checkpoint_note()}; "
+                        f"restart the same command with --resume"
+                    ) from err
+                raise
     finally:
         log.close()
 
 
-def _train(cfg: Config, options: TrainOptions, ctx: DistContext, output_dir: Path, log: RunLogger) -> TrainResult:
-    device, name = ctx.device, cfg.model_name
-    resume = find_resume_point(output_dir, name) if options.resume else None
-    if options.resume and resume is None:
-        log.info(f"--resume: no saved training state in {output_dir}; starting from scratch")
-    seed = options.seed if options.seed is not None else cfg.seed
-    if resume is not None and resume.state["seed"] != seed:
-        log.info(f"--resume: continuing with the run's seed {resume.state['seed']} (not {seed}) to stay exact")
-        seed = resume.state["seed"]
+@dataclass
+class StepStats:
+    """One optimizer step's numbers over the whole global batch (summed over ranks)."""
 
-    accumulation = cfg.accumulation_steps(ctx.world_size)
-    layout = BatchLayout(cfg.DATASET.batch_size * ctx.world_size * accumulation, cfg.DATASET.batch_size,
-                         ctx.world_size, ctx.rank)  # fmt: skip
-    if resume is not None and resume.state["global_batch_size"] != layout.global_batch_size:
-        raise UserError(
-            f"--resume: {resume.state_file} was trained with global batch {resume.state['global_batch_size']}, "
-            f"this run has {layout.global_batch_size} (GRADIENT_ACCUMULATION.global_batch_size)"
+    loss_sum: float
+    hits1: float
+    hits5: float
+    count: float
+    stop_votes: float  # ranks that received SIGTERM / SIGINT
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / self.count
+
+
+class Trainer:
+    """Everything one run needs, built once; `run` is the epoch loop."""
+
+    def __init__(self, cfg: Config, options: TrainOptions, ctx: DistContext, output_dir: Path, log: RunLogger):
+        self.cfg, self.options, self.ctx, self.output_dir, self.log = cfg, options, ctx, output_dir, log
+        device = ctx.device
+        resume = find_resume_point(output_dir, cfg.model_name) if options.resume else None
+        if options.resume and resume is None:
+            log.info(f"--resume: no saved training state in {output_dir}; starting from scratch")
+        self.seed = options.seed if options.seed is not None else cfg.seed
+        if resume is not None and resume.state["seed"] != self.seed:
+            log.info(f"--resume: continuing with the run's seed {resume.state['seed']} (not {self.seed}) to stay exact")
+            self.seed = resume.state["seed"]
+
+        self.accumulation = cfg.accumulation_steps(ctx.world_size)
+        self.layout = BatchLayout(cfg.DATASET.batch_size * ctx.world_size * self.accumulation,
+                                  cfg.DATASET.batch_size, ctx.world_size, ctx.rank)  # fmt: skip
+        if resume is not None and resume.state["global_batch_size"] != self.layout.global_batch_size:
+            raise UserError(
+                f"--resume: {resume.state_file} was trained with global batch {resume.state['global_batch_size']}, "
+                f"this run has {self.layout.global_batch_size} (GRADIENT_ACCUMULATION.global_batch_size)"
+            )
+
+        self.train_set = build_dataset(cfg, "train", self.seed)
+        self.sampler = TrainBatchSampler(len(self.train_set), self.layout, self.seed)
+        self.train_loader = make_loader(self.train_set, self.sampler, cfg, device)
+        self.valid_loader = None
+        if options.validate:
+            valid_set = build_dataset(cfg, "valid", self.seed)
+            valid_sampler = EvalBatchSampler(len(valid_set), cfg.DATASET.valid_batch_size, ctx.world_size, ctx.rank)
+            self.valid_loader = make_loader(valid_set, valid_sampler, cfg, device)
+
+        self.module = build_train_model(cfg, options, self.seed, resume, log).to(device)  # saved, evaluated
+        self.model = self.module  # what runs forward/backward: the DDP wrapper when distributed
+        if ctx.distributed:
+            self.model = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
+        self.schedule = lr_schedule(cfg)
+        self.optimizer = build_optimizer(optimizer_spec(cfg), self.module, self.schedule.lr_at(0))
+        self.amp_dtype, use_scaler = amp_settings(cfg, options, device)
+        self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+
+        self.epochs_done, self.steps_done, self.best_top1 = 0, 0, None
+        self.last_checkpoint: Path | None = None
+        if resume is not None:
+            state = resume.state
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scaler is not None and state["scaler"]:
+                self.scaler.load_state_dict(state["scaler"])
+            restore_rng(state["rng"])
+            self.epochs_done, self.steps_done = state["epochs_done"], state["steps_done"]
+            self.best_top1 = state["best_top1"]
+            self.last_checkpoint = resume.weights
+            log.info(f"resumed from {resume.state_file} (epoch {self.epochs_done + 1}, step {self.steps_done})")
+
+        log.info(
+            f"training {cfg.model_name}: {len(self.train_set)} samples, {cfg.epochs} epochs x "
+            f"{self.sampler.steps_per_epoch} steps, global batch {self.layout.global_batch_size} = "
+            f"{self.layout.batch_size} x {ctx.world_size} processes x {self.accumulation} accumulation, "
+            f"device {device}, amp {self.amp_dtype or 'off'}, seed {self.seed}, output {output_dir}"
         )
+        if (options.amp_level or cfg.amp_level) == "O2" and self.amp_dtype is not None:
+            log.info("amp_level O2: autocast keeps fp32 master weights and casts compute, as O1 does")
 
-    train_set = build_dataset(cfg, "train", seed)
-    sampler = TrainBatchSampler(len(train_set), layout, seed)
-    train_loader = make_loader(train_set, sampler, cfg, device)
-    valid_loader = None
-    if options.validate:
-        valid_set = build_dataset(cfg, "valid", seed)
-        valid_sampler = EvalBatchSampler(len(valid_set), cfg.DATASET.valid_batch_size, ctx.world_size, ctx.rank)
-        valid_loader = make_loader(valid_set, valid_sampler, cfg, device)
+    def checkpoint_note(self) -> str:
+        return f"last complete checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint saved yet"
 
-    model = build_train_model(cfg, options, seed, resume, log).to(device)
-    module = model  # the bare model: for saving and evaluation
-    if ctx.distributed:
-        model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    schedule = lr_schedule(cfg)
-    optimizer = build_optimizer(optimizer_spec(cfg), module, schedule.lr_at(0))
-    amp_dtype, use_scaler = amp_settings(cfg, options, device)
-    scaler = torch.amp.GradScaler(device.type) if use_scaler else None
+    def run(self, stop: StopRequest) -> TrainResult:
+        cfg, log = self.cfg, self.log
+        steps_per_epoch = self.sampler.steps_per_epoch
+        clock_start, steps_run = time.perf_counter(), 0
+        self.model.train()
+        for epoch in range(self.epochs_done, cfg.epochs):
+            first_step = self.steps_done if epoch == self.epochs_done else 0
+            self.sampler.set_epoch(epoch, first_step)
+            log.start_bar(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", initial=first_step)
+            totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top1 hits, top5 hits, samples
+            batches = iter(self.train_loader)
+            tick = time.perf_counter()
+            for step in range(first_step, steps_per_epoch):
+                lr = self.schedule.lr_at(epoch, step, steps_per_epoch)
+                set_lr(self.optimizer, lr)
+                stats, reader_cost = self.forward_backward(batches, epoch, step, stop)
+                self.update(stats, epoch, step)
 
-    epochs_done, steps_done, best_top1 = 0, 0, None
-    last_checkpoint: Path | None = None
-    if resume is not None:
-        state = resume.state
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        restore_rng(state["rng"])
-        epochs_done, steps_done, best_top1 = state["epochs_done"], state["steps_done"], state["best_top1"]
-        last_checkpoint = resume.weights
-        log.info(f"resumed from {resume.state_file} (epoch {epochs_done + 1}, step {steps_done})")
+                totals += torch.tensor([stats.loss_sum, stats.hits1, stats.hits5, stats.count], dtype=torch.float64)
+                now = time.perf_counter()
+                batch_cost, tick = now - tick, now
+                steps_run += 1
+                log.advance_bar({"loss": f"{stats.loss:.4f}", "lr": f"{lr:.2e}"})
+                if (step + 1) % cfg.log_interval == 0 or step + 1 == steps_per_epoch:
+                    remaining = (cfg.epochs - epoch) * steps_per_epoch - step - 1
+                    values = dict(epoch=epoch + 1, step=step + 1, loss=stats.loss, lr=lr, top1=stats.hits1 / stats.count,
+                                  top5=stats.hits5 / stats.count, batch_cost=batch_cost, reader_cost=reader_cost,
+                                  ips=stats.count / batch_cost)  # fmt: skip
+                    eta = remaining * (now - clock_start) / steps_run
+                    log.info(format_train_line(epochs=cfg.epochs, steps=steps_per_epoch, eta_seconds=eta, **values))
+                    log.record("train", values, epoch * steps_per_epoch + step + 1)
 
-    steps_per_epoch = sampler.steps_per_epoch
-    log.info(
-        f"training {name}: {len(train_set)} samples, {cfg.epochs} epochs x {steps_per_epoch} steps, "
-        f"global batch {layout.global_batch_size} = {layout.batch_size} x {ctx.world_size} processes x "
-        f"{accumulation} accumulation, device {device}, amp {amp_dtype or 'off'}, seed {seed}, output {output_dir}"
-    )
-    if (options.amp_level or cfg.amp_level) == "O2" and amp_dtype is not None:
-        log.info("amp_level O2: autocast keeps fp32 master weights and casts compute, as O1 does")
+                if stats.stop_votes:
+                    weights = interrupted_weights_path(self.output_dir, cfg.model_name)
+                    self.save_point(weights, epoch, step + 1)
+                    log.close_bar()
+                    signal_name = stop.signal_name or "SIGTERM"  # another rank's signal: torchrun forwards SIGTERM
+                    log.info(f"stopped by {signal_name} at epoch {epoch + 1} step {step + 1}/{steps_per_epoch}; "
+                             f"saved {weights} and its state; continue with the same command plus --resume")  # fmt: skip
+                    return TrainResult(self.output_dir, epoch, self.best_top1, weights, signal_name)
+            del batches
+            log.close_bar()
+            self.end_epoch(epoch, totals)
+        return TrainResult(self.output_dir, cfg.epochs, self.best_top1, self.last_checkpoint)
 
-    def training_state(epochs: int, steps: int, weights: Path) -> dict:
-        return {
-            "epochs_done": epochs, "steps_done": steps, "seed": seed,
-            "global_batch_size": layout.global_batch_size, "best_top1": best_top1, "weights": weights.name,
-            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict() if scaler else {},
-            "rng": capture_rng(),
-        }  # fmt: skip
+    def forward_backward(self, batches, epoch: int, step: int, stop: StopRequest) -> tuple[StepStats, float]:
+        """Accumulate the gradient of one global batch; returns its stats (all ranks) and the reader time."""
+        device, accumulation = self.ctx.device, self.accumulation
+        stats = torch.zeros(5, dtype=torch.float64, device=device)  # as StepStats
+        reader_cost = 0.0
+        for micro in range(accumulation):
+            wait = time.perf_counter()
+            batch = next(batches)
+            reader_cost += time.perf_counter() - wait
+            clip = batch["clip"].to(device, non_blocking=True)
+            labels = batch["label"].to(device, non_blocking=True)
+            num_views = clip.shape[1]
+            clip, labels = clip.flatten(0, 1), labels.repeat_interleave(num_views)
+            # Dropout / drop-path noise from (seed, epoch, step, rank, micro-batch): exact on resume.
+            torch.manual_seed(derive_seed(self.seed, DROPOUT_STREAM, epoch, step, self.ctx.rank, micro))
+            last_micro = micro == accumulation - 1
+            # DDP averages gradients over ranks on the last micro-batch only.
+            sync = self.model.no_sync() if self.ctx.distributed and not last_micro else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+                    logits = self.model(clip)
+                loss = F.cross_entropy(logits.float(), labels)
+                scaled = loss / accumulation  # the mean over the rank's share of the global batch
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            hit1, hit5 = topk_correct(logits.detach().float(), labels)
+            n = labels.shape[0]
+            stats[0] += loss.detach().double() * n
+            stats[1] += hit1.sum()
+            stats[2] += hit5.sum()
+            stats[3] += n
+        stats[4] = float(stop.signal_name is not None)
+        return StepStats(*all_reduce_sum(stats, self.ctx).tolist()), reader_cost
 
-    def save_point(weights: Path, epochs: int, steps: int) -> None:
-        from ..model.checkpoints import save_model
+    def update(self, stats: StepStats, epoch: int, step: int) -> None:
+        """Apply the accumulated gradient, unless the loss is not finite (stop, or skip if configured)."""
+        optimizer, scaler = self.optimizer, self.scaler
+        if not math.isfinite(stats.loss):
+            where = f"epoch {epoch + 1} step {step + 1}/{self.sampler.steps_per_epoch}"
+            optimizer.zero_grad(set_to_none=True)
+            if self.cfg.nonfinite_loss != "skip":
+                raise NonFiniteLossError(
+                    f"non-finite loss ({stats.loss}) at {where}: training stopped before updating the weights; "
+                    f"{self.checkpoint_note()}. Lower OPTIMIZER.learning_rate or set nonfinite_loss: skip, "
+                    f"then continue with --resume"
+                )
+            self.log.info(f"WARNING: non-finite loss ({stats.loss}) at {where}: step skipped")
+            self.log.record("skipped_step", {"epoch": epoch + 1, "step": step + 1, "loss": str(stats.loss)})
+            return
+        for noise in key_bias_grads(self.module):
+            noise.zero_()
+        if scaler:
+            scaler.unscale_(optimizer)
+        if self.cfg.OPTIMIZER.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.OPTIMIZER.grad_clip)
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
 
-        if ctx.is_main:
-            save_model(module, weights, metadata={"epoch": str(epochs), "step": str(steps)})
-            save_state(state_path_for(weights), training_state(epochs, steps, weights))
-        barrier(ctx)
+    def end_epoch(self, epoch: int, totals: torch.Tensor) -> None:
+        """Epoch summary, validation and best model, epoch checkpoint."""
+        cfg, log, name = self.cfg, self.log, self.cfg.model_name
+        loss_avg, top1_avg, top5_avg = (totals[:3] / totals[3].clamp(min=1)).tolist()
+        log.info(f"END epoch:{epoch + 1:<3d} train loss_avg: {loss_avg:.5f} top1_avg: {top1_avg:.5f} "
+                 f"top5_avg: {top5_avg:.5f}")  # fmt: skip
+        log.record("train_epoch", {"epoch": epoch + 1, "loss": loss_avg, "top1": top1_avg, "top5": top5_avg},
+                   (epoch + 1) * self.sampler.steps_per_epoch)  # fmt: skip
 
-    autocast = (lambda: torch.autocast(device.type, dtype=amp_dtype)) if amp_dtype else contextlib.nullcontext
-    clock_start, steps_run = time.perf_counter(), 0
-    model.train()
-    with StopRequest() as stop:
-        try:
-            for epoch in range(epochs_done, cfg.epochs):
-                first_step = steps_done if epoch == epochs_done else 0
-                sampler.set_epoch(epoch, first_step)
-                log.start_bar(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", initial=first_step)
-                totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top1 hits, top5 hits, samples
-                batches = iter(train_loader)
-                tick = time.perf_counter()
-                for step in range(first_step, steps_per_epoch):
-                    lr = schedule.lr_at(epoch, step, steps_per_epoch)
-                    set_lr(optimizer, lr)
-                    # loss sum, top1 hits, top5 hits, samples, stop requested
-                    stats = torch.zeros(5, dtype=torch.float64, device=device)
-                    reader_cost = 0.0
-                    for micro in range(accumulation):
-                        wait = time.perf_counter()
-                        batch = next(batches)
-                        reader_cost += time.perf_counter() - wait
-                        clip = batch["clip"].to(device, non_blocking=True)
-                        labels = batch["label"].to(device, non_blocking=True)
-                        num_views = clip.shape[1]
-                        clip, labels = clip.flatten(0, 1), labels.repeat_interleave(num_views)
-                        torch.manual_seed(derive_seed(seed, DROPOUT_STREAM, epoch, step, ctx.rank, micro))
-                        last_micro = micro == accumulation - 1
-                        sync = model.no_sync() if ctx.distributed and not last_micro else contextlib.nullcontext()
-                        with sync:
-                            with autocast():
-                                logits = model(clip)
-                            loss = F.cross_entropy(logits.float(), labels)
-                            scaled = loss / accumulation
-                            (scaler.scale(scaled) if scaler else scaled).backward()
-                        hit1, hit5 = topk_correct(logits.detach().float(), labels)
-                        n = labels.shape[0]
-                        stats[:4] += torch.stack(
-                            [loss.detach().double() * n, hit1.sum().double(), hit5.sum().double(),
-                             torch.tensor(float(n), dtype=torch.float64, device=device)]
-                        )  # fmt: skip
-                    stats[4] = float(stop.signal_name is not None)
-                    loss_sum, hits1, hits5, count, stop_votes = all_reduce_sum(stats, ctx).tolist()
-                    step_loss = loss_sum / count
+        last_epoch = epoch + 1 == cfg.epochs
+        if self.valid_loader is not None and ((epoch + 1) % cfg.val_interval == 0 or last_epoch):
+            result = validate(self.module, self.valid_loader, cfg, self.ctx, self.amp_dtype, log, epoch)
+            if result.count and (self.best_top1 is None or result.top1 > self.best_top1):
+                self.best_top1 = result.top1
+                if self.ctx.is_main:
+                    save_model(self.module, best_weights_path(self.output_dir, name),
+                               metadata={"epoch": str(epoch + 1), "top1": f"{result.top1:.6f}"})  # fmt: skip
+                # PaddleVideo's line, the value truncated to 4 decimals as it does.
+                log.info(f"Already save the best model (top1 acc){math.floor(result.top1 * 10000) / 10000:.4f}")
+        if (epoch + 1) % cfg.save_interval == 0 or last_epoch:
+            self.last_checkpoint = epoch_weights_path(self.output_dir, name, epoch + 1)
+            self.save_point(self.last_checkpoint, epoch + 1, 0)
+            log.info(f"saved {self.last_checkpoint}")
 
-                    if not math.isfinite(step_loss):
-                        where = f"epoch {epoch + 1} step {step + 1}/{steps_per_epoch}"
-                        if cfg.nonfinite_loss == "skip":
-                            optimizer.zero_grad(set_to_none=True)
-                            log.info(f"WARNING: non-finite loss ({step_loss}) at {where}: step skipped")
-                            log.record("skipped_step", {"epoch": epoch + 1, "step": step + 1, "loss": str(step_loss)})
-                        else:
-                            kept = f"last good checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint saved yet"
-                            raise NonFiniteLossError(
-                                f"non-finite loss ({step_loss}) at {where}: training stopped before updating the "
-                                f"weights; {kept}. Lower OPTIMIZER.learning_rate or set nonfinite_loss: skip, "
-                                f"then continue with --resume"
-                            )
-                    else:
-                        for noise in key_bias_grads(module):
-                            noise.zero_()
-                        if scaler:
-                            scaler.unscale_(optimizer)
-                        if cfg.OPTIMIZER.grad_clip:
-                            torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.OPTIMIZER.grad_clip)
-                        if scaler:
-                            scaler.step(optimizer)
-                            scaler.update()
-                        else:
-                            optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-
-                    totals += torch.tensor([loss_sum, hits1, hits5, count], dtype=torch.float64)
-                    now = time.perf_counter()
-                    batch_cost, tick = now - tick, now
-                    steps_run += 1
-                    global_step = epoch * steps_per_epoch + step + 1
-                    log.advance_bar({"loss": f"{step_loss:.4f}", "lr": f"{lr:.2e}"})
-                    if (step + 1) % cfg.log_interval == 0 or step + 1 == steps_per_epoch:
-                        remaining = (cfg.epochs - epoch) * steps_per_epoch - step - 1
-                        eta = remaining * (now - clock_start) / steps_run
-                        values = dict(epoch=epoch + 1, step=step + 1, loss=step_loss, lr=lr, top1=hits1 / count,
-                                      top5=hits5 / count, batch_cost=batch_cost, reader_cost=reader_cost,
-                                      ips=count / batch_cost)  # fmt: skip
-                        log.info(format_train_line(epochs=cfg.epochs, steps=steps_per_epoch, eta_seconds=eta, **values))
-                        log.record("train", values, global_step)
-
-                    if stop_votes:
-                        weights = interrupted_weights_path(output_dir, name)
-                        save_point(weights, epoch, step + 1)
-                        log.close_bar()
-                        log.info(
-                            f"stopped by {stop.signal_name or 'a signal on another rank'} at epoch {epoch + 1} "
-                            f"step {step + 1}/{steps_per_epoch}; saved {weights} and its state; "
-                            f"continue with the same command plus --resume"
-                        )
-                        return TrainResult(output_dir, epoch, best_top1, weights, stop.signal_name or "SIGTERM")
-                del batches
-                log.close_bar()
-
-                loss_avg, top1_avg, top5_avg = (totals[:3] / totals[3].clamp(min=1)).tolist()
-                log.info(f"END epoch:{epoch + 1:<3d} train loss_avg: {loss_avg:.5f} top1_avg: {top1_avg:.5f} "
-                         f"top5_avg: {top5_avg:.5f}")  # fmt: skip
-                log.record("train_epoch", {"epoch": epoch + 1, "loss": loss_avg, "top1": top1_avg, "top5": top5_avg},
-                           (epoch + 1) * steps_per_epoch)  # fmt: skip
-
-                last_epoch = epoch + 1 == cfg.epochs
-                if valid_loader is not None and ((epoch + 1) % cfg.val_interval == 0 or last_epoch):
-                    result = validate(module, valid_loader, cfg, ctx, amp_dtype, log, epoch)
-                    if result.count and (best_top1 is None or result.top1 > best_top1):
-                        best_top1 = result.top1
-                        if ctx.is_main:
-                            from ..model.checkpoints import save_model
-
-                            save_model(module, best_weights_path(output_dir, name),
-                                       metadata={"epoch": str(epoch + 1), "top1": f"{best_top1:.6f}"})  # fmt: skip
-                        # PaddleVideo's line, value truncated to 4 decimals as it does.
-                        log.info(f"Already save the best model (top1 acc){math.floor(best_top1 * 10000) / 10000:.4f}")
-                if (epoch + 1) % cfg.save_interval == 0 or last_epoch:
-                    last_checkpoint = epoch_weights_path(output_dir, name, epoch + 1)
-                    save_point(last_checkpoint, epoch + 1, 0)
-                    log.info(f"saved {last_checkpoint}")
-        except Exception as err:
-            if ctx.distributed and is_comm_failure(err):
-                kept = f"last complete checkpoint: {last_checkpoint}" if last_checkpoint else "no checkpoint saved yet"
-                raise RankLostError(
-                    f"rank {ctx.rank}: another process of this distributed job stopped "
-                    f"({str(err).splitlines()[0][:200]}); {kept}; restart the same command with --resume"
-                ) from err
-            raise
-    return TrainResult(output_dir, cfg.epochs, best_top1, last_checkpoint)
+    def save_point(self, weights: Path, epochs_done: int, steps_done: int) -> None:
+        """Weights, then the training state that names them (both atomic): a complete resume point."""
+        if self.ctx.is_main:
+            save_model(self.module, weights, metadata={"epoch": str(epochs_done), "step": str(steps_done)})
+            state = {
+                "epochs_done": epochs_done, "steps_done": steps_done, "seed": self.seed,
+                "global_batch_size": self.layout.global_batch_size, "best_top1": self.best_top1,
+                "weights": weights.name, "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else {}, "rng": capture_rng(),
+            }  # fmt: skip
+            save_state(state_path_for(weights), state)
+        barrier(self.ctx)
 
 
 def validate(module, loader, cfg: Config, ctx: DistContext, amp_dtype, log: RunLogger, epoch: int) -> EvalResult:

@@ -243,7 +243,7 @@ class TorchEngine:
 class OnnxEngine:
     """ONNX Runtime: CUDAExecutionProvider when asked for and available, else CPU."""
 
-    def __init__(self, model_file: str | os.PathLike, spec: InferenceSpec, use_gpu: bool = False):
+    def __init__(self, model_file: str | os.PathLike, use_gpu: bool = False):
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
@@ -334,7 +334,7 @@ class Predictor:
             raise CheckpointError(f"{model_file}: ONNX model file not found")
         spec_file = model_file.with_suffix(SPEC_SUFFIX)
         spec = InferenceSpec.from_json_file(spec_file) if spec_file.is_file() else None
-        engine = OnnxEngine(model_file, spec or InferenceSpec(), use_gpu=use_gpu)
+        engine = OnnxEngine(model_file, use_gpu=use_gpu)
         if spec is None:  # an ONNX file from elsewhere: read the class count, assume the seed's pipeline
             output = engine.session.get_outputs()[0].shape
             spec = InferenceSpec(num_classes=output[-1] if isinstance(output[-1], int) else 400)

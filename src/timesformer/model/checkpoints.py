@@ -115,9 +115,9 @@ def _torch_load(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message is many lines; the first names the forbidden global.
-        found = re.search(r"Unsupported (global|operand)[^\n]*", str(err))
-        reason = found.group(0) if found else str(err).strip().splitlines()[0]
+        # torch's message is a paragraph; keep the line that names what was refused.
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        reason = next((line for line in lines if re.search(r"unsupported|GLOBAL", line, re.IGNORECASE)), lines[-1] if lines else "")
         raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are allowed): {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -320,11 +320,8 @@ def _shape(tensor: torch.Tensor) -> list[int]:
     return list(tensor.shape)
 
 
-def _load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, may_miss: tuple = ()) -> list[str]:
-    """Load `state` into `model`; every model key must be there with its shape, except `may_miss`.
-
-    Returns the model keys left as they were.
-    """
+def _check_fit(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, may_miss: tuple = ()) -> None:
+    """Every model key must be in `state` (except `may_miss`) with its shape, and nothing else."""
     expected = model.state_dict()
     for name, tensor in expected.items():
         if name not in state:
@@ -338,8 +335,13 @@ def _load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Pa
     unexpected = [name for name in state if name not in expected]
     if unexpected:
         raise CheckpointError(f"{path}: unexpected key {unexpected[0]!r}: the model has no such parameter")
+
+
+def _load_exact(model: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, may_miss: tuple = ()) -> list[str]:
+    """Load `state` into `model` (see `_check_fit`); returns the model keys left as they were."""
+    _check_fit(model, state, path, may_miss)
     model.load_state_dict(state, strict=False)
-    return [name for name in expected if name not in state]
+    return [name for name in model.state_dict() if name not in state]
 
 
 def checkpoint_config(checkpoint: Checkpoint, path: str | Path, **overrides) -> TimeSformerConfig:
@@ -354,8 +356,13 @@ def checkpoint_config(checkpoint: Checkpoint, path: str | Path, **overrides) -> 
 
 
 def model_from_checkpoint(checkpoint: Checkpoint, path: str | Path, **overrides) -> TimeSformer:
-    model = TimeSformer(checkpoint_config(checkpoint, path, **overrides))
-    _load_exact(model, checkpoint.state, Path(path))
+    config = checkpoint_config(checkpoint, path, **overrides)
+    # Built on the meta device: initializing weights that the checkpoint replaces costs seconds.
+    with torch.device("meta"):
+        model = TimeSformer(config)
+    _check_fit(model, checkpoint.state, Path(path))
+    state = {name: tensor.to(torch.float32).contiguous() for name, tensor in checkpoint.state.items()}
+    model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 

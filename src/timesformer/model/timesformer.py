@@ -193,7 +193,9 @@ class TimeSformer(nn.Module):
             self.time_embed = nn.Parameter(torch.zeros(1, config.num_frames, dim))
         self.pos_drop = nn.Dropout(config.drop_rate)
         self.time_drop = nn.Dropout(config.drop_rate)
-        rates = torch.linspace(0, config.drop_path_rate, config.depth).tolist()
+        # Stochastic depth rising linearly from 0 to drop_path_rate (plain floats, so that the
+        # model can be built on the meta device).
+        rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
         self.head = nn.Linear(dim, config.num_classes)
