@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from test_video import encode_video, write_frame_folder  # tests/ is on sys.path under pytest
-from timesformer.data.datasets import FrameListDataset, VideoListDataset, collate_samples, read_list
+from timesformer.data.datasets import FrameListDataset, VideoListDataset, collate_samples, read_entries
 from timesformer.data.pipeline import VideoPipeline
 from timesformer.errors import UserError
 
@@ -33,30 +33,37 @@ def write_list(path: Path, lines: list[str]) -> Path:
     return path
 
 
-def test_read_list_prefix_suffix_blank_lines_and_spaces(tmp_path):
-    listing = write_list(tmp_path / "l.txt", ["ApplyEyeMakeup/v_1 0", "", "  ", "with space/v 2 7", "x 3"])
-    entries = read_list(listing, 2, data_prefix="/data/ucf", suffix=".avi")
+def test_list_prefix_suffix_and_blank_lines(tmp_path):
+    listing = write_list(tmp_path / "l.txt", ["ApplyEyeMakeup/v_1 0", "", "  ", "/abs/v_2 7", "x 3"])
+    entries = read_entries(listing, "videos", data_prefix="/data/ucf", suffix=".avi")
     assert [(e.path, e.label) for e in entries] == [
         ("/data/ucf/ApplyEyeMakeup/v_1.avi", 0),
-        ("/data/ucf/with space/v 2.avi", 7),
+        ("/abs/v_2.avi", 7),  # os.path.join, as PaddleVideo joins
         ("/data/ucf/x.avi", 3),
     ]
-    frames = read_list(write_list(tmp_path / "f.txt", ["dir/v_1 120 5"]), 3, data_prefix="root")
+    frames = read_entries(write_list(tmp_path / "f.txt", ["dir/v_1 120 5"]), "frames", data_prefix="root")
     assert (frames[0].path, frames[0].num_frames, frames[0].label) == ("root/dir/v_1", 120, 5)
 
 
-@pytest.mark.parametrize("bad", ["just_a_path", "path label", "path 1.5"])
+@pytest.mark.parametrize("bad", ["path label", "path 1.5", "a b c d"])
 def test_malformed_line_names_file_and_line(tmp_path, bad):
     listing = write_list(tmp_path / "l.txt", ["ok 1", "", bad])
-    with pytest.raises(UserError, match=rf"l\.txt:3: expected 'path label'"):
-        read_list(listing, 2)
+    with pytest.raises(UserError, match=r"l\.txt line 3: expected"):
+        VideoListDataset(listing)
+
+
+def test_unlabeled_or_wrong_kind_of_list(tmp_path):
+    with pytest.raises(UserError, match="'just_a_path' has no label"):
+        VideoListDataset(write_list(tmp_path / "a.txt", ["just_a_path"]))
+    with pytest.raises(UserError, match="a list of frames where a list of videos"):
+        VideoListDataset(write_list(tmp_path / "b.txt", ["dir 10 1"]))
 
 
 def test_missing_or_empty_list(tmp_path):
     with pytest.raises(UserError, match="list file not found"):
         VideoListDataset(tmp_path / "nope.txt")
-    with pytest.raises(UserError, match="no entries"):
-        read_list(write_list(tmp_path / "empty.txt", [""]), 2)
+    with pytest.raises(UserError, match="empty"):
+        VideoListDataset(write_list(tmp_path / "empty.txt", [""]))
 
 
 def test_test_split_never_substitutes(videos, tmp_path):

@@ -201,3 +201,56 @@ def test_nonfinite_loss_stops_and_keeps_the_last_checkpoint(config_file, tmp_pat
     run_in_process(config_file, skipped, [*blow_up, "nonfinite_loss=skip"])
     records = [json.loads(line) for line in (skipped / "metrics.jsonl").read_text().splitlines()]
     assert any(r["event"] == "skipped_step" and r["epoch"] == 2 for r in records)
+
+
+def test_weights_initialize_fine_tuning(config_file, reference_run, tmp_path):
+    # lr 0: the run must end with exactly the -w weights (AdamW's decay is scaled by lr too).
+    start = reference_run / f"{NAME}_epoch_00002.safetensors"
+    run_in_process(config_file, tmp_path, ["epochs=1", "OPTIMIZER.learning_rate.learning_rate=0.0"], weights=str(start))
+    assert max_relative_difference(load_file(start), weights(tmp_path, 1)) == 0.0
+    from timesformer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="MODEL.backbone.pretrained.*nowhere.pdparams"):
+        run_in_process(config_file, tmp_path / "p", ["MODEL.backbone.pretrained=nowhere.pdparams"])
+
+
+def test_stop_in_the_middle_of_an_epoch_resumes_exactly(config_file, reference_run, tmp_path, monkeypatch):
+    """The signal's effect pinned to a known step: after step 2 of 3 in epoch 1."""
+    from timesformer.engine.train import Trainer
+    from timesformer.engine.state import find_resume_point
+
+    original = Trainer.forward_backward
+
+    def signal_during_step_2(self, batches, epoch, step, stop):
+        if (epoch, step) == (0, 1):
+            stop.signal_name = "SIGINT"
+        return original(self, batches, epoch, step, stop)
+
+    monkeypatch.setattr(Trainer, "forward_backward", signal_during_step_2)
+    result = run_in_process(config_file, tmp_path)
+    assert result.interrupted_by == "SIGINT" and result.epochs_done == 0
+    assert find_resume_point(tmp_path, NAME).progress == (0, 2)
+    monkeypatch.setattr(Trainer, "forward_backward", original)
+    assert run_in_process(config_file, tmp_path, resume=True).epochs_done == 2
+    assert max_relative_difference(weights(reference_run, 1), weights(tmp_path, 1)) == 0.0
+    assert max_relative_difference(weights(reference_run, 2), weights(tmp_path, 2)) == 0.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the rank-1 process through /proc")
+def test_a_dead_ddp_rank_ends_the_job_clearly_and_resume_continues(config_file, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "timesformer", "train", "-c", str(config_file), "-o", f"output_dir={tmp_path}", "-o", "epochs=50"]  # fmt: skip
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(lambda: (tmp_path / f"{NAME}_epoch_00001.state.pt").exists(), launcher)
+    children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()
+    rank1 = [pid for pid in children if b"RANK=1" in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")]
+    os.kill(int(rank1[0]), signal.SIGKILL)
+    output, _ = launcher.communicate(timeout=120)
+    assert launcher.returncode != 0
+    message = [line for line in output.splitlines() if "lost contact with another process" in line]
+    assert message and "rank 0" in message[0] and "--resume" in message[0] and "_epoch_0" in message[0], output
+
+    from timesformer.engine.state import find_resume_point
+
+    done = find_resume_point(tmp_path, NAME).progress[0]
+    assert run_in_process(config_file, tmp_path, [f"epochs={done + 1}"], resume=True).epochs_done == done + 1

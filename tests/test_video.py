@@ -7,13 +7,16 @@ closed-form rules of PADDLEVIDEO_BEHAVIOR.md "Test-time video pipeline".
 
 from __future__ import annotations
 
+import itertools
+import math
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
-from timesformer.data.video import _decode, _Window, read_clip, read_frames, read_image
+from timesformer.data.video import _decode, _decode_planned, _positions, _Window, read_clip, read_frames, read_image
 from timesformer.errors import UserError, VideoReadError
 
 WIDTH, HEIGHT, BLOCK = 64, 48, 16
@@ -38,10 +41,12 @@ def frame_number(image: np.ndarray) -> int:
     return number
 
 
-def encode_video(path: Path, num_frames: int, codec: str = "h264", fps: int = 30, container_format=None) -> Path:
+def encode_video(
+    path: Path, num_frames: int, codec: str = "h264", fps: int = 30, container_format=None, options=None
+) -> Path:
     """Write frames 0..num_frames-1 (numbered) with PyAV."""
     with av.open(str(path), "w", format=container_format) as container:
-        stream = container.add_stream(codec, rate=fps)
+        stream = container.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         for number in range(num_frames):
             frame = av.VideoFrame.from_ndarray(numbered_frame(number), format="rgb24")
@@ -147,13 +152,128 @@ def test_rgb_equals_pyav_default_conversion(example_avi):
 
 def test_pts_sorted_slow_path_agrees(videos):
     window = _Window(0, 11, np.array([0, 3, 7, 11, 20]))
-    fast = _decode(str(videos["avi"]), window, False, lambda rgb: rgb)
-    slow = _decode(str(videos["avi"]), window, True, lambda rgb: rgb)
+    fast = _decode(av.open(str(videos["avi"])), str(videos["avi"]), window, False, lambda rgb: rgb)
+    slow = _decode(av.open(str(videos["avi"])), str(videos["avi"]), window, True, lambda rgb: rgb)
     assert fast[0] == slow[0] == 13  # frames 0..11 and one past the window
     assert sorted(fast[1]) == sorted(slow[1]) == [0, 3, 7, 11]
     for position in fast[1]:
         assert np.array_equal(fast[1][position], slow[1][position])
     assert frame_number(fast[2]) == frame_number(slow[2]) == 12  # the last kept frame
+
+
+def test_planned_decoding_matches_plain_decoding(tmp_path):
+    # B-frames (x264's default) and a keyframe every 10 frames, so windows start mid-GOP.
+    video = str(encode_video(tmp_path / "gop.mp4", 90, "h264", options={"g": "10", "bf": "3"}))
+    with av.open(video) as container:
+        stream = container.streams.video[0]
+        timebase = stream.duration / stream.frames
+        kinds = {frame.pict_type for frame in container.decode(stream)}
+    assert av.video.frame.PictureType.B in kinds
+    for start, clip, num_seg in [(0, 24, 6), (13.7, 30, 8), (41.2, 17, 5), (80.5, 24, 6), (0, 200, 8)]:
+        window = _Window(int(start * timebase), int((start + clip - 1) * timebase), _positions(0, clip - 1, num_seg))
+        planned = _decode_planned(av.open(video), video, window, lambda rgb: rgb)
+        assert planned is not None  # an MP4 carries every packet's pts
+        kept, picked, last, in_order = _decode(av.open(video), video, window, False, lambda rgb: rgb)
+        assert in_order and planned[0] == kept
+        plain = [picked[p] if p < kept else last for p in window.positions]
+        assert all(np.array_equal(a, b) for a, b in zip(planned[1], plain))
+        assert numbers(planned[1])[0] == math.ceil(int(start * timebase) / timebase)
+
+
+def paddlevideo_clip(path, num_seg, mode, rng=None, sampling_rate=32, target_fps=30) -> np.ndarray:
+    """PaddleVideo's VideoDecoder(pyav) + Sampler(linspace), as its source reads, every
+    frame of the window converted to RGB."""
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    fps, frames_length, duration = float(stream.average_rate), stream.frames, stream.duration
+    clip_size = sampling_rate * num_seg / target_fps * fps
+    start_idx = 0 if mode == "test" else rng.uniform(0, max(frames_length - clip_size, 0))
+    timebase = duration / frames_length
+    video_start_pts, video_end_pts = int(start_idx * timebase), int((start_idx + clip_size - 1) * timebase)
+    container.seek(max(video_start_pts - 1024, 0), any_frame=False, backward=True, stream=stream)
+    tmp_frames = {}
+    for frame in container.decode(video=0):
+        if frame.pts < video_start_pts:
+            continue
+        tmp_frames[frame.pts] = frame
+        if frame.pts > video_end_pts:
+            break
+    frames = [tmp_frames[pts].to_rgb().to_ndarray() for pts in sorted(tmp_frames)]
+    container.close()
+    offsets = np.clip(np.linspace(0, clip_size - 1, num_seg), 0, len(frames) - 1).astype(np.int64)
+    return np.stack([frames[i] for i in offsets])
+
+
+def trimmed_copy(source: Path, path: Path, first_keyframe: int, cut: int) -> Path:
+    """Remux from a keyframe with pts shifted so that frame `cut` shows at 0, as
+    `ffmpeg -ss ... -c copy` cuts do (Kinetics clips): the MP4 gets an edit list and its
+    first packets are marked discard."""
+    with av.open(str(source)) as src, av.open(str(path), "w") as dst:
+        stream_in = src.streams.video[0]
+        stream_out = dst.add_stream_from_template(stream_in)
+        tick = stream_in.duration // stream_in.frames
+        started = False
+        for packet in src.demux(stream_in):
+            started = started or (packet.is_keyframe and packet.pts == first_keyframe * tick)
+            if started and packet.size:
+                packet.pts -= cut * tick
+                packet.dts -= cut * tick
+                packet.stream = stream_out
+                dst.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["mp4", "avi", "short"])
+def test_equals_paddlevideo_reference(videos, kind):
+    for num_seg, rate in [(4, 2), (8, 3), (8, 32)]:
+        assert np.array_equal(read_clip(videos[kind], num_seg, "test", sampling_rate=rate),
+                              paddlevideo_clip(videos[kind], num_seg, "test", sampling_rate=rate))
+        for seed in range(3):
+            ours = read_clip(videos[kind], num_seg, "train", np.random.default_rng(seed), sampling_rate=rate)
+            theirs = paddlevideo_clip(videos[kind], num_seg, "train", np.random.default_rng(seed), sampling_rate=rate)
+            assert np.array_equal(ours, theirs)
+
+
+def test_variable_frame_rate_matches_paddlevideo(tmp_path):
+    # Frame gaps of 20, 33 and 50 ms: the window's pts come from the average timebase.
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("h264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        pts = 0
+        for number in range(60):
+            frame = av.VideoFrame.from_ndarray(numbered_frame(number), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += (20, 33, 50)[number % 3]
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with av.open(str(path)) as container:
+        gaps = {b.pts - a.pts for a, b in itertools.pairwise(container.decode(video=0))}
+    assert len(gaps) > 1
+    for num_seg, rate in [(4, 3), (8, 5), (8, 32)]:
+        assert np.array_equal(read_clip(path, num_seg, "test", sampling_rate=rate),
+                              paddlevideo_clip(path, num_seg, "test", sampling_rate=rate))
+        for seed in range(3):
+            ours = read_clip(path, num_seg, "train", np.random.default_rng(seed), sampling_rate=rate)
+            theirs = paddlevideo_clip(path, num_seg, "train", np.random.default_rng(seed), sampling_rate=rate)
+            assert np.array_equal(ours, theirs)
+
+
+def test_trimmed_mp4_with_edit_list_matches_paddlevideo(tmp_path):
+    source = encode_video(tmp_path / "gop.mp4", 90, "h264", options={"g": "10", "bf": "3"})
+    trimmed = trimmed_copy(source, tmp_path / "trimmed.mp4", first_keyframe=10, cut=13)
+    with av.open(str(trimmed)) as container:
+        stream = container.streams.video[0]
+        assert any(p.is_discard for p in container.demux(stream))
+    assert numbers(read_clip(trimmed, 4, "test", sampling_rate=2))[0] == 13  # first shown frame
+    for num_seg, rate in [(4, 2), (8, 8), (8, 32)]:
+        assert np.array_equal(read_clip(trimmed, num_seg, "test", sampling_rate=rate),
+                              paddlevideo_clip(trimmed, num_seg, "test", sampling_rate=rate))
+        for seed in range(3):
+            ours = read_clip(trimmed, num_seg, "train", np.random.default_rng(seed), sampling_rate=rate)
+            theirs = paddlevideo_clip(trimmed, num_seg, "train", np.random.default_rng(seed), sampling_rate=rate)
+            assert np.array_equal(ours, theirs)
 
 
 def test_broken_files_raise_video_read_error(tmp_path, videos):

@@ -59,14 +59,35 @@ def render_clips(n: int, frames: int, size: int, obj: int, speed: float, noise: 
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous(), torch.from_numpy(labels)
 
 
-def synth_clips(n: int, args, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The package's `data synth` frames (before encoding), labels i % 4 as it writes them."""
-    from timesformer.data.synth import MotionStyle, render_motion_clip
+def render_synth_clip(label: int, rng: np.random.Generator, args) -> np.ndarray:
+    """timesformer.data.synth.render_motion_clip, with the colour scheme as an experiment knob."""
+    t, s, k = args.frames, args.size, int(args.obj)
+    room = s - k
+    speed = rng.uniform(args.speed, args.speed_max or args.speed)
+    travel = min(speed * (t - 1), room)
+    start = rng.uniform(0, room - travel)
+    forward = np.round(start + np.linspace(0.0, travel, t)).astype(int)
+    along = forward if label in (0, 3) else forward[::-1]
+    across = np.full(t, rng.integers(0, room + 1))
+    xs, ys = (along, across) if label in (0, 1) else (across, along)
+    if args.colors == "random":  # the package's scheme: any background, a far-away object colour
+        background = rng.integers(0, 256, size=3)
+        color = (background + 128 + rng.integers(-40, 41, size=3)) % 256
+    else:  # "dark": dark background, bright object, grey levels jittered
+        background = np.full(3, rng.integers(0, 80))
+        color = np.full(3, rng.integers(176, 256))
+    frames = np.empty((t, s, s, 3))
+    frames[:] = background
+    for i in range(t):
+        frames[i, ys[i]: ys[i] + k, xs[i]: xs[i] + k] = color
+    frames += rng.normal(0.0, args.noise * 255, size=frames.shape)
+    return np.clip(np.round(frames), 0, 255).astype(np.uint8)
 
-    style = MotionStyle(args.frames, args.size, int(args.obj), (args.speed, args.speed_max or args.speed),
-                        args.noise * 255)
+
+def synth_clips(n: int, args, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips as `data synth` draws them (before encoding), labels i % 4 as it writes them."""
     labels = np.arange(n) % 4
-    clips = np.stack([render_motion_clip(int(l), np.random.default_rng([seed, i]), style)
+    clips = np.stack([render_synth_clip(int(l), np.random.default_rng([seed, i]), args)
                       for i, l in enumerate(labels)]).astype(np.float32) / 255
     clips = (clips - 0.45) / 0.225
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous(), torch.from_numpy(labels)
@@ -160,6 +181,7 @@ def main() -> None:
     p.add_argument("--speed", type=float, default=2.0)
     p.add_argument("--speed_max", type=float, default=0.0)
     p.add_argument("--noise", type=float, default=0.05, help="std, 0..1 units")
+    p.add_argument("--colors", default="random", choices=["random", "dark"])
     p.add_argument("--renderer", default="synth", choices=["synth", "antialiased"])
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--depth", type=int, default=2)

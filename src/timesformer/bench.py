@@ -337,7 +337,7 @@ class Bench:
                clips: int | None = None, flops: int | None = None, **extra) -> dict:  # fmt: skip
         row = dict(what=what, impl=impl, precision=precision, batch=batch, median_s=timing.median_s,
                    min_s=min(timing.seconds), first_s=timing.first_s, runs=len(timing.seconds),
-                   peak_mem_mb=timing.peak_mem_mb)  # fmt: skip
+                   peak_mem_mb=timing.peak_mem_mb, seconds=timing.seconds)  # fmt: skip
         if clips:
             row["clips_per_s"] = clips / timing.median_s
         if flops:
@@ -364,7 +364,7 @@ class Bench:
         if self.options.weights:
             self.ours = load_model(self.options.weights)
             self.config = self.ours.config
-        if self.options.compare_transformers:
+        if self.options.compare_transformers and "model" in self.options.what:
             self.theirs = transformers_model(self.config).to(self.device)
             if self.ours is None:
                 saved = self.workdir / "transformers"
@@ -397,6 +397,7 @@ class Bench:
 
     def bench_matmul(self) -> None:
         sizes = self.options.matmul_size or ([1024] if self.options.preset == "tiny" else [2048, 4096])
+        measured = []
         for size in sizes:
             cases = {}
             for precision in self.options.precision:
@@ -407,7 +408,9 @@ class Bench:
             timings = interleaved(cases, self.device, self.options.repeat, self.options.warmup, f"matmul {size}")
             for precision, timing in timings.items():
                 self.peak_gflops[precision] = max(self.peak_gflops.get(precision, 0.0), 2 * size**3 / timing.median_s / 1e9)
-                self.record("matmul", f"mm {size}x{size}", timing, precision, flops=2 * size**3)
+                measured.append((size, precision, timing))
+        for size, precision, timing in measured:  # recorded once the peak over every size is known
+            self.record("matmul", f"mm {size}x{size}", timing, precision, flops=2 * size**3)
 
     def bench_model(self) -> None:
         ours = self.model()

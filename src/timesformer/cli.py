@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"timesformer {args.command}: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:  # a path given or derived cannot be read or written (missing dir, permissions, disk full)
+        if debug:
+            raise
+        print(f"timesformer {args.command}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         if debug:
             raise

@@ -21,12 +21,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
-    # mkstemp creates 0600; give the final file the mode a plain open() would.
+    # mkstemp creates 0600; give the final file the mode a plain open() would (after the
+    # body: some writers, e.g. safetensors' save_file, recreate the file as 0600).
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~umask)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -15,7 +15,8 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "test", help="top-1 / top-5 of weights on the config's test set",
         description="Multi-view test (the config's test pipeline, e.g. 3 UniformCrop views), views averaged "
-        "by MODEL.runtime_cfg.test.avg_type.",
+        "by MODEL.runtime_cfg.test.avg_type. Prints one line per unreadable video and a final "
+        "'[TEST] top1: ... top5: ... (N videos, K skipped)'.",
     )  # fmt: skip
     add_config_arguments(parser)
     parser.add_argument("-w", "--weights", required=True, help="weights to test (any format load_model reads)")
@@ -29,34 +30,17 @@ def run(args: argparse.Namespace) -> int:
 
     from ..engine import distributed
     from ..engine.config import load_config
-    from ..engine.evaluate import evaluate
+    from ..engine.evaluate import run_test
     from ..engine.logging import RunLogger
-    from ..engine.sampler import EvalBatchSampler
-    from ..engine.train import build_dataset, make_loader
     from ..errors import UserError
-    from ..model.checkpoints import load_weights
-    from ..model.timesformer import build_model
 
     cfg = load_config(args.config, args.override)
     ctx = distributed.setup(args.device)
     log = RunLogger(None, enabled=ctx.is_main)
     try:
-        model = build_model(**cfg.model_config())
-        load_weights(model, args.weights)
-        model.to(ctx.device)
-        dataset = build_dataset(cfg, "test", cfg.seed)
-        sampler = EvalBatchSampler(len(dataset), cfg.DATASET.test_batch_size, ctx.world_size, ctx.rank)
-        loader = make_loader(dataset, sampler, cfg, ctx.device)
-        log.start_bar(len(loader), "test")
-        amp_dtype = torch.bfloat16 if args.amp else None
-        result = evaluate(model, loader, ctx, cfg.MODEL.runtime_cfg.test.avg_type, amp_dtype, log.advance_bar)
-        log.close_bar()
+        result = run_test(cfg, args.weights, ctx, log, torch.bfloat16 if args.amp else None)
     finally:
         distributed.teardown(ctx)
-    for index, path, reason in result.failed:
-        log.info(f"[TEST] skipped {path}: {reason}")
-    summary = f"({result.count} videos, {result.skipped} skipped)"
     if result.count == 0:
-        raise UserError(f"{cfg.DATASET.test.file_path}: no readable video to test {summary}")
-    log.info(f"[TEST] top1: {result.top1:.4f} top5: {result.top5:.4f} {summary}")
+        raise UserError(f"{cfg.DATASET.test.file_path}: no readable video to test ({result.skipped} skipped)")
     return 0

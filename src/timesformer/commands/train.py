@@ -75,6 +75,10 @@ def run(args: argparse.Namespace) -> int:
         gpu_ids = [g.strip() for g in args.gpus.split(",") if g.strip()]
         if not gpu_ids or not all(g.isdigit() for g in gpu_ids):
             raise UserError(f"--gpus {args.gpus}: expected GPU ids like 0 or 0,1,2,3")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"--gpus {args.gpus}: CUDA is not available on this machine (leave --gpus out to use the CPU)")
         if len(gpu_ids) > 1 and "WORLD_SIZE" not in os.environ:
             return launch_on_gpus(args, gpu_ids)
         device = device or f"cuda:{gpu_ids[0]}"

@@ -1,7 +1,8 @@
 """PaddleVideo's list datasets, honest about broken videos.
 
 Video lists hold `path label` per line (`data_prefix` joined before, `suffix` appended),
-frame lists `frame_dir num_frames label` (images `img_00001.jpg` ...). An item is asked
+frame lists `frame_dir num_frames label` (images `img_00001.jpg` ...); both are read by
+`prepare.lists.read_list`, which `timesformer data check` uses too. An item is asked
 for by `(epoch, index)`; all its randomness comes from `sample_rng(seed, epoch, index)`, so
 it does not depend on workers, processes or batch layout.
 
@@ -16,59 +17,30 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from timesformer.data.pipeline import VideoPipeline, sample_rng
+from timesformer.data.prepare.lists import ListEntry, read_list
 from timesformer.errors import UserError, VideoReadError
 
 SPLIT_MODES = ("train", "valid", "test")
 
 
-@dataclass(frozen=True)
-class ListEntry:
-    """One line of a list file: a video path (or frame folder), its label, frame count."""
-
-    path: str
-    label: int
-    num_frames: int | None = None
-
-
-def read_list(file_path: str | os.PathLike, fields: int, data_prefix: str = "", suffix: str = "") -> list[ListEntry]:
-    """Parse a PaddleVideo list: `path label` (fields=2) or `frame_dir num_frames label` (3).
-
-    The path is everything before the last `fields - 1` numbers, so it may hold spaces.
-    Blank lines are skipped; a malformed line raises `UserError` naming file and line.
-    """
-    file_path = str(file_path)
-    if not Path(file_path).is_file():
-        raise UserError(f"{file_path}: list file not found")
-    form = "path label" if fields == 2 else "frame_dir num_frames label"
-    entries = []
-    with open(file_path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            parts = line.strip().rsplit(maxsplit=fields - 1)
-            try:
-                if len(parts) != fields:
-                    raise ValueError
-                numbers = [int(p) for p in parts[1:]]
-            except ValueError:
-                raise UserError(
-                    f"{file_path}:{line_number}: expected '{form}', got {line.strip()!r}"
-                ) from None
-            path = os.path.join(data_prefix, parts[0] + suffix)
-            entries.append(ListEntry(path, numbers[-1], numbers[0] if fields == 3 else None))
-    if not entries:
-        raise UserError(f"{file_path}: the list holds no entries")
+def read_entries(file_path: str | os.PathLike, kind: str, data_prefix: str = "", suffix: str = "") -> list[ListEntry]:
+    """The entries of a list of `kind` "videos" (`path label`) or "frames"
+    (`frame_dir num_frames label`); every entry needs a label. Raises `UserError`."""
+    found, entries = read_list(file_path, data_prefix, suffix)
+    if found != kind:
+        raise UserError(f"{file_path}: a list of {found} where a list of {kind} is expected")
+    for entry in entries:
+        if entry.label is None:
+            raise UserError(f"{file_path}: {entry.name!r} has no label (expected `path label`)")
     return entries
 
 
 class _ListDataset(torch.utils.data.Dataset):
-    fields = 2
+    kind = "videos"
 
     def __init__(
         self,
@@ -84,8 +56,8 @@ class _ListDataset(torch.utils.data.Dataset):
             raise ValueError(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
         self.file_path = str(file_path)
         self.suffix = suffix
-        # A frame list's suffix names the images in each folder, not the folder.
-        self.entries = read_list(file_path, self.fields, data_prefix or "", suffix if self.fields == 2 else "")
+        # (A frame list's suffix names the images in each folder; read_list leaves it out.)
+        self.entries = read_entries(file_path, self.kind, data_prefix or "", suffix)
         self.pipeline = pipeline if pipeline is not None else VideoPipeline.for_mode(mode)
         self.mode = mode
         self.seed = seed
@@ -136,8 +108,6 @@ class _ListDataset(torch.utils.data.Dataset):
 class VideoListDataset(_ListDataset):
     """PaddleVideo's VideoDataset list: `path label` per line."""
 
-    fields = 2
-
     def _load(self, entry: ListEntry, rng) -> torch.Tensor:
         return self.pipeline(entry.path, rng)
 
@@ -146,7 +116,7 @@ class FrameListDataset(_ListDataset):
     """PaddleVideo's FrameDataset list: `frame_dir num_frames label` per line; `suffix` is
     the image name template (PaddleVideo's default `img_{:05}.jpg`)."""
 
-    fields = 3
+    kind = "frames"
 
     def __init__(self, file_path, data_prefix="", suffix="img_{:05}.jpg", pipeline=None, mode="test", seed=0, max_tries=10):
         super().__init__(file_path, data_prefix, suffix or "img_{:05}.jpg", pipeline, mode, seed, max_tries)

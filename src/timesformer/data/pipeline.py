@@ -93,8 +93,9 @@ class VideoPipeline:
 
     def __call__(self, path: str | os.PathLike, rng: np.random.Generator | None = None) -> torch.Tensor:
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
-        frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler)
-        return self._views(torch.cat(frames), rng)
+        with T.one_torch_thread():
+            frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler)
+            return self._views(T.stack_frames(frames), rng)
 
     def frames(
         self, frame_dir: str | os.PathLike, num_frames: int, rng: np.random.Generator | None = None,
@@ -106,7 +107,8 @@ class VideoPipeline:
     def transform(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
         """uint8 `[T, H, W, 3]` -> float32 `[V, 3, T, h, w]`: scale, crop, flip, normalize."""
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
-        return self._views(torch.cat([scaler(frame) for frame in frames]), rng)
+        with T.one_torch_thread():
+            return self._views(T.stack_frames([scaler(frame) for frame in frames]), rng)
 
     def _views(self, clip: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
         """Scaled float `[T, 3, H, W]` (0..255) -> `[V, 3, T, h, w]`: crop, flip, normalize."""

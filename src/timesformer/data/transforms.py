@@ -3,22 +3,42 @@
 Clips travel as float `[T, 3, H, W]` tensors holding pixel values in [0, 255] (stored
 channels-last, the layout the decoder's `[H, W, 3]` frames already have, which is also
 the layout torch's bilinear kernel is fastest on). Frames are scaled one by one as the
-decoder delivers them. Normalization comes last, fused with
-the copy that makes each crop contiguous: `(x / 255 - mean) / std` is a per-channel affine
-map, and bilinear resizing and cropping are linear maps that act on each channel alone, so
-the order does not change the result (up to float rounding), and normalizing last touches
-only the pixels that are kept.
+decoder delivers them. Normalization comes last, fused with the copy that makes each crop
+contiguous: `(x / 255 - mean) / std` is a per-channel affine map, and bilinear resizing
+and cropping are linear maps that act on each channel alone, so the order does not change
+the result (up to float rounding), and normalizing last touches only the pixels kept.
 
 Every random choice takes an explicit `numpy.random.Generator` (see `pipeline.sample_rng`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch ops on the calling thread alone for the duration.
+
+    A clip's tensor work takes a few milliseconds on one core, while FFmpeg's frame
+    threads keep every core busy: an op split over torch's thread pool then waits for a
+    pool thread to be scheduled (measured: 10-20 ms per op instead of 1 ms). With
+    OpenMP (torch's CPU backend) the setting belongs to the calling thread only.
+    """
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def short_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
@@ -50,18 +70,19 @@ def _check_fits(height: int, width: int, size: int) -> None:
 
 
 class ShortSideScaler:
-    """JitterScale frame by frame: uint8 `[H, W, 3]` -> float32 `[1, 3, h, w]` (0..255).
+    """JitterScale frame by frame: uint8 `[H, W, 3]` -> float32 `[1, 3, h, w]` (0..255,
+    channels-last storage).
 
     The short side is drawn (`round(uniform(min, max))`, no draw when min == max) at the
     first frame, i.e. after the decoder drew the window, so a sample's draws keep one
-    order. Frames are converted through one reused float buffer: fresh memory for every
-    full-size float frame costs more in page faults than the conversion itself.
+    order. Frames become float through one reused buffer: fresh memory for each full-size
+    float frame costs more in page faults than the conversion itself.
     """
 
     def __init__(self, min_size: int, max_size: int, rng: np.random.Generator | None = None):
         self.min_size, self.max_size, self.rng = min_size, max_size, rng
         self.size: int | None = None
-        self._buffer: torch.Tensor | None = None
+        self._buffer: np.ndarray | None = None
 
     def __call__(self, rgb: np.ndarray) -> torch.Tensor:
         if self.size is None:
@@ -71,13 +92,18 @@ class ShortSideScaler:
                 raise ValueError("JitterScale with min_size < max_size is random and needs rng")
             else:
                 self.size = jitter_size(self.min_size, self.max_size, self.rng)
-        frame = torch.from_numpy(np.ascontiguousarray(rgb))
-        if min(frame.shape[:2]) == self.size:
-            return frame.permute(2, 0, 1)[None].float()
-        if self._buffer is None or self._buffer.shape != frame.shape:
-            self._buffer = torch.empty(frame.shape, dtype=torch.float32)
-        self._buffer.copy_(frame)
-        return resize_short_side(self._buffer.permute(2, 0, 1)[None], self.size)
+        if min(rgb.shape[:2]) == self.size:
+            return torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None]
+        if self._buffer is None or self._buffer.shape != rgb.shape:
+            self._buffer = np.empty(rgb.shape, np.float32)
+        np.copyto(self._buffer, rgb)  # numpy: one thread, never waits for a busy pool
+        return resize_short_side(torch.from_numpy(self._buffer).permute(2, 0, 1)[None], self.size)
+
+
+def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
+    """`[1, 3, h, w]` channels-last frames -> `[T, 3, h, w]` (channels-last storage)."""
+    stacked = np.concatenate([frame.permute(0, 2, 3, 1).numpy() for frame in frames])
+    return torch.from_numpy(stacked).permute(0, 3, 1, 2)
 
 
 def uniform_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
@@ -123,8 +149,8 @@ def normalized_crop(
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cut `[T, 3, H, W]` (0..255) at `(top, left)` and return contiguous `[3, T, h, w]`
-    normalized as `(x / 255 - mean) / std`, mirrored left-right when `flip`; one pass,
-    written into `out` when given."""
+    normalized as `(x / 255 - mean) / std`, mirrored left-right when `flip`, written into
+    `out` when given. Unflipped, the crop is read once and written once."""
     view = clip[:, :, top : top + height, left : left + width].permute(1, 0, 2, 3)
     if flip:
         view = view.flip(-1)

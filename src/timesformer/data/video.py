@@ -1,18 +1,22 @@
 """Decode the frames a clip needs, exactly as PaddleVideo's `VideoDecoder(backend="pyav")`
 + `Sampler(linspace_sample=True)` would pick them, without PaddleVideo's cost.
 
-PaddleVideo decodes a window of `clip = sampling_rate * num_seg / target_fps * fps` frames,
-converts *every* frame of it to RGB, and keeps `num_seg` of them at
-`linspace(0, clip - 1, num_seg)` clipped to the number of kept frames. The positions do not
-depend on how many frames the window turns out to hold, except through the clip to
-`kept - 1`; so we know before decoding which positions matter, convert only those to RGB
-(plus the last kept frame, which the clipped positions repeat), and drop every other frame
-as soon as the decoder hands it over. If the decoder's output is not in strictly increasing
-pts order (PaddleVideo sorts frames by pts and lets a duplicate pts overwrite), positions
-in arrival order would be wrong: the window is decoded again keeping every frame.
+PaddleVideo decodes a window of `clip = sampling_rate * num_seg / target_fps * fps` frames
+(plus one past it), converts *every* one to RGB, and keeps `num_seg` of them at positions
+`linspace(0, clip - 1, num_seg)` clipped to the number of kept frames. Those positions
+are known before decoding (only the clip waits for the count), so:
 
-Frames come out of the decoder with FFmpeg's frame threads. FFmpeg's own log lines stay
-hidden: PyAV leaves them off unless the user calls `av.logging.set_level`.
+- where the container stores each packet's pts (MP4/MOV, Matroska/WebM), the kept frames
+  and their order are read from the packets, the decoder skips every frame nobody refers
+  to unless it is sampled (FFmpeg's skip_frame="NONREF"), and decoding stops at the last
+  sampled frame; if the decoded frames do not match that plan, we fall back to:
+- decoding the window and converting only the sampled frames to RGB (plus the last kept
+  frame, which clipped positions repeat), dropping the rest as soon as they arrive. If
+  the decoder's output is not in strictly increasing pts order (PaddleVideo sorts by pts,
+  a duplicate pts overwriting), the window is decoded once more keeping every frame.
+
+FFmpeg's frame threads decode in parallel. FFmpeg's own log lines stay hidden: PyAV
+leaves them off unless the user calls `av.logging.set_level`.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ from timesformer.errors import VideoReadError
 MODES = ("train", "valid", "test")
 # PaddleVideo seeks this many pts units before the window start (then drops earlier frames).
 SEEK_MARGIN = 1024
+# Containers that store each packet's pts (AVI and raw streams get theirs made up).
+PTS_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
+# H.264 / HEVC reorder at most 16 frames: how far decoding order runs ahead of display order.
+MAX_REORDER = 16
 
 
 @dataclass
@@ -74,9 +82,10 @@ def _frame_rate(stream) -> float | None:
     return None
 
 
-def _open_at(path: str, offset: int):
-    """Open `path` with frame threads and seek (backward, to a keyframe) to pts `offset`."""
-    container = av.open(path)
+def _seek(container, path: str, offset: int):
+    """PaddleVideo's seek (backward, to a keyframe, on the video stream) to pts `offset` in
+    `container`, freshly opened on `path`; returns the container to decode from, with
+    frame threads on. The caller closes it (closing twice is harmless)."""
     try:
         container.seek(offset, backward=True, any_frame=False, stream=container.streams.video[0])
     except av.FFmpegError:
@@ -90,7 +99,7 @@ def _open_at(path: str, offset: int):
     return container
 
 
-def _decode(path: str, window: _Window, keep_all: bool, convert: Callable[[np.ndarray], Any]):
+def _decode(container, path: str, window: _Window, keep_all: bool, convert: Callable[[np.ndarray], Any]):
     """One pass over the window: (kept count, {position: converted}, last converted, in order?).
 
     Frames at wanted positions become RGB (then `convert`) as they arrive, while the
@@ -106,7 +115,7 @@ def _decode(path: str, window: _Window, keep_all: bool, convert: Callable[[np.nd
     kept = 0
     previous_pts = None
     in_order = True
-    container = _open_at(path, max(int(window.start_pts) - SEEK_MARGIN, 0))
+    container = _seek(container, path, max(int(window.start_pts) - SEEK_MARGIN, 0))
     try:
         for frame in container.decode(container.streams.video[0]):
             pts = frame.pts if frame.pts is not None else (previous_pts + 1 if previous_pts is not None else 0)
@@ -148,11 +157,81 @@ def _count_packets(path: str) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
 
-def _gather(path: str, window: _Window, convert) -> tuple[int, list]:
-    """Decode `window`: (kept count, converted frames at its positions clipped to the count)."""
-    kept, picked, last, in_order = _decode(path, window, False, convert)
+def _kept_pts(all_pts: list[int], window: _Window) -> list[int] | None:
+    """The pts of the frames PaddleVideo keeps, in its order: the window's pts sorted, then
+    the first pts past it. None for a duplicate pts (PaddleVideo would overwrite)."""
+    if len(set(all_pts)) != len(all_pts):
+        return None
+    kept = sorted(p for p in all_pts if window.start_pts <= p <= window.end_pts)
+    after = [p for p in all_pts if p > window.end_pts]
+    return kept + [min(after)] if after else kept
+
+
+def _decode_planned(container, path: str, window: _Window, convert) -> tuple[int, list] | None:
+    """Decode only what the sampled frames need, planned from the packets' pts.
+
+    The packets of the window are read first (no decoding) to learn which frames PaddleVideo
+    keeps; then a packet whose frame is not sampled is decoded only if other frames refer
+    to it (FFmpeg's skip_frame="NONREF" drops the rest), and decoding stops at the last
+    sampled frame. Returns None when this does not apply (a container that makes pts up)
+    or the decoder's frames do not match the plan; the caller then decodes the plain way.
+    """
+    container = _seek(container, path, max(int(window.start_pts) - SEEK_MARGIN, 0))
+    try:
+        stream = container.streams.video[0]
+        packets = []
+        past_window = 0
+        for packet in container.demux(stream):
+            if packet.size == 0:
+                continue
+            if packet.pts is None or packet.is_corrupt:
+                return None
+            packets.append(packet)
+            # Packets come in decoding order: once decoding passes the window, the smallest
+            # pts past it lies within the codec's reordering depth.
+            if packet.dts is not None and packet.dts > window.end_pts:
+                past_window += 1
+                if past_window > MAX_REORDER:
+                    break
+        # Frames of packets marked "discard" (before an edit list's start) never come out.
+        kept_pts = _kept_pts([packet.pts for packet in packets if not packet.is_discard], window)
+        if not kept_pts:
+            return None
+        sampled = [kept_pts[min(int(p), len(kept_pts) - 1)] for p in window.positions]
+        wanted, demuxed = set(sampled), {packet.pts for packet in packets}
+        got: dict[int, Any] = {}
+        previous = None
+        for packet in [*packets, None]:  # None flushes the decoder
+            wanted_packet = packet is None or packet.pts in wanted
+            stream.codec_context.skip_frame = "DEFAULT" if wanted_packet else "NONREF"
+            for frame in stream.decode(packet):
+                if frame.pts is None or (previous is not None and frame.pts <= previous):
+                    return None
+                previous = frame.pts
+                if frame.pts not in demuxed:  # frame pts are not packet pts here
+                    return None
+                if frame.pts in wanted:
+                    got[frame.pts] = convert(frame.to_ndarray(format="rgb24"))
+            if len(got) == len(wanted):
+                return len(kept_pts), [got[pts] for pts in sampled]
+        return None
+    finally:
+        container.close()
+
+
+def _gather(path: str, container, window: _Window, convert) -> tuple[int, list]:
+    """Decode `window`: (kept count, converted frames at its positions clipped to the count).
+
+    `container` is fresh on `path` and serves the first pass (and is closed by it).
+    """
+    if PTS_CONTAINERS.intersection(container.format.name.split(",")):
+        planned = _decode_planned(container, path, window, convert)
+        if planned is not None:
+            return planned
+        container = av.open(path)  # the plan did not hold: decode again, the plain way
+    kept, picked, last, in_order = _decode(container, path, window, False, convert)
     if not in_order:
-        kept, picked, last, _ = _decode(path, window, True, convert)
+        kept, picked, last, _ = _decode(av.open(path), path, window, True, convert)
     return kept, [picked[p] if p < kept else last for p in window.positions]
 
 
@@ -206,37 +285,36 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> list:
+    # One container serves the metadata and the first decoding pass: opening probes the
+    # stream, which for a large video costs as much as decoding a few frames.
     with av.open(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
         fps = _frame_rate(stream)
-        num_frames = stream.frames
-        duration = stream.duration
-    if fps is None:
-        raise VideoReadError(path, "the video stream has no frame rate")
-    clip_size = sampling_rate * num_seg / target_fps * fps
-
-    if duration is not None and num_frames > 0:
-        # The window is chosen on the container's frame count; frames are then indexed
-        # from 0 within what the window decodes.
-        start, end = _start_end(num_frames, clip_size, mode, rng)
-        timebase = duration / num_frames
-        window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
-        kept, frames = _gather(path, window, convert)
-    else:
-        # No duration or frame count: PaddleVideo decodes everything and draws the window
-        # over the decoded frames (it divides by zero on a zero frame count; we do not).
-        # The demuxed packet count predicts the decoded count; if it was wrong, draw again.
-        guess = _count_packets(path) if mode != "test" else 0
-        start, end = _start_end(guess, clip_size, mode, rng)
-        window = _Window(0, math.inf, _positions(start, end, num_seg))
-        kept, frames = _gather(path, window, convert)
-        if kept and mode != "test" and kept != guess:
-            start, end = _start_end(kept, clip_size, mode, rng)
-            window.positions = _positions(start, end, num_seg)
-            kept, frames = _gather(path, window, convert)
+        if fps is None:
+            raise VideoReadError(path, "the video stream has no frame rate")
+        clip_size = sampling_rate * num_seg / target_fps * fps
+        if stream.duration is not None and stream.frames > 0:
+            # The window is chosen on the container's frame count; frames are then indexed
+            # from 0 within what the window decodes.
+            start, end = _start_end(stream.frames, clip_size, mode, rng)
+            timebase = stream.duration / stream.frames
+            window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
+            kept, frames = _gather(path, container, window, convert)
+        else:
+            # No duration or frame count: PaddleVideo decodes everything and draws the window
+            # over the decoded frames (it divides by zero on a zero frame count; we do not).
+            # The demuxed packet count predicts the decoded count; if it was wrong, draw again.
+            guess = _count_packets(path) if mode != "test" else 0
+            start, end = _start_end(guess, clip_size, mode, rng)
+            window = _Window(0, math.inf, _positions(start, end, num_seg))
+            kept, frames = _gather(path, container, window, convert)
+            if kept and mode != "test" and kept != guess:
+                start, end = _start_end(kept, clip_size, mode, rng)
+                window.positions = _positions(start, end, num_seg)
+                kept, frames = _gather(path, av.open(path), window, convert)
     if not kept:
         raise VideoReadError(path, "the video stream has no decodable frames")
     return frames

@@ -7,12 +7,16 @@ number of processes. Unreadable videos are never replaced: they are listed with 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 
 import torch
 
+from ..model.checkpoints import load_weights
+from ..model.timesformer import build_model
+from .config import Config
 from .distributed import DistContext, all_gather_objects
+from .logging import RunLogger
+from .sampler import EvalBatchSampler, build_dataset, make_loader
 
 
 @dataclass
@@ -60,17 +64,14 @@ def evaluate(
     device = ctx.device
     results: dict[int, tuple[bool, bool]] = {}
     failed: dict[int, tuple[str, str]] = {}
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    )
     for batch in loader:
         for index, path, reason in batch["failed"]:
             failed[int(index)] = (str(path), str(reason))
         clip = batch["clip"]
         if clip is not None and clip.shape[0] > 0:
-            batch_size, num_views = clip.shape[:2]
+            num_views = clip.shape[1]
             clip = clip.to(device, non_blocking=True).flatten(0, 1)  # [B*V, 3, T, H, W]
-            with autocast:
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(clip)
             scores = average_views(logits, num_views, avg_type)
             top1, top5 = topk_correct(scores, batch["label"].to(device))
@@ -89,3 +90,20 @@ def evaluate(
     top1 = sum(hit1 for hit1, _ in merged.values()) / count if count else 0.0
     top5 = sum(hit5 for _, hit5 in merged.values()) / count if count else 0.0
     return EvalResult(top1, top5, count, [(i, *merged_failed[i]) for i in sorted(merged_failed)])
+
+
+def run_test(cfg: Config, weights: str, ctx: DistContext, log: RunLogger, amp_dtype: torch.dtype | None = None) -> EvalResult:
+    """`timesformer test`: the config's model with `weights` on `DATASET.test` (never the pretrained init)."""
+    model = build_model(**cfg.model_config())
+    load_weights(model, weights)
+    model.to(ctx.device)
+    dataset = build_dataset(cfg, "test", cfg.seed)
+    sampler = EvalBatchSampler(len(dataset), cfg.DATASET.test_batch_size, ctx.world_size, ctx.rank)
+    loader = make_loader(dataset, sampler, cfg, ctx.device)
+    log.start_bar(len(loader), "test")
+    result = evaluate(model, loader, ctx, cfg.MODEL.runtime_cfg.test.avg_type, amp_dtype, log.advance_bar)
+    log.close_bar()
+    for _, path, reason in result.failed:
+        log.info(f"[TEST] skipped {path}: {reason}")
+    log.info(f"[TEST] top1: {result.top1:.4f} top5: {result.top5:.4f} ({result.count} videos, {result.skipped} skipped)")
+    return result

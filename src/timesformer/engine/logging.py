@@ -41,21 +41,25 @@ class RunLogger:
                  log_name: str = "train.log"):  # fmt: skip
         self.enabled = enabled
         self.bar: tqdm | None = None
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.log_dir = Path(log_dir) if log_dir else self.output_dir
+        self.log_name = log_name
         self._text = self._jsonl = self._tensorboard = None
-        if not enabled or output_dir is None:
-            return
-        output_dir = Path(output_dir)
-        log_dir = Path(log_dir) if log_dir else output_dir
-        output_dir.mkdir(parents=True, exist_ok=True)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self._text = open(log_dir / log_name, "a", buffering=1, encoding="utf-8")
-        self._jsonl = open(output_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            pass
-        else:
-            self._tensorboard = SummaryWriter(log_dir=str(log_dir / "tensorboard"))
+
+    def _open(self) -> bool:
+        """Open the files at the first record, so that a run failing at set-up leaves no empty logs."""
+        if self._text is None and self.output_dir is not None:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            self._text = open(self.log_dir / self.log_name, "a", buffering=1, encoding="utf-8")
+            self._jsonl = open(self.output_dir / "metrics.jsonl", "a", buffering=1, encoding="utf-8")
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+            else:
+                self._tensorboard = SummaryWriter(log_dir=str(self.log_dir / "tensorboard"))
+        return self._text is not None
 
     def info(self, message: str) -> None:
         if not self.enabled:
@@ -64,7 +68,7 @@ class RunLogger:
             self.bar.write(message, file=sys.stdout)
         else:
             print(message, flush=True)
-        if self._text:
+        if self._open():
             stamp = time.strftime("%Y-%m-%d %H:%M:%S")
             self._text.write(f"[{stamp}] {message}\n")
 
@@ -72,7 +76,7 @@ class RunLogger:
         """One JSON line `{"event": ..., **values}`; numeric values also as TensorBoard scalars."""
         if not self.enabled:
             return
-        if self._jsonl:
+        if self._open():
             self._jsonl.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
         if self._tensorboard is not None and step is not None:
             for key, value in values.items():

@@ -1,4 +1,5 @@
-"""Which sample goes where: the layout-invariant order of an epoch, and exact evaluation shards.
+"""Which sample goes where: the layout-invariant order of an epoch, exact evaluation shards, and the
+datasets and DataLoaders that deliver them.
 
 Training order depends only on (seed, epoch): one global permutation per epoch. Its consecutive
 runs of `global_batch_size` samples are the global batches, one per optimizer step. Every layout
@@ -7,8 +8,8 @@ batch into the same set of samples, so with the loss scaled to the mean over the
 gradient of an optimizer step does not depend on the layout. The dataset receives `(epoch, index)`
 keys, so a sample's augmentation does not depend on it either.
 
-Tail rule: the last partial global batch of an epoch is dropped (the next epoch's permutation
-differs, so every sample is still seen). Keeping it would give its step a different batch size
+Tail rule: the last partial global batch of an epoch is dropped (each epoch's permutation differs,
+so a different tail is left out each time). Keeping it would give its step a different batch size
 under different layouts, and ranks without a sample would have nothing to back-propagate.
 
 Evaluation: rank r takes indices r, r + W, r + 2W, ... without padding, so every sample is counted
@@ -17,13 +18,18 @@ exactly once when the per-sample results are gathered.
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
-from torch.utils.data import Sampler
+import torch
+from torch.utils.data import DataLoader, Sampler
 
-from ..errors import ConfigError
+from ..data.datasets import VideoListDataset, collate_samples
+from ..errors import ConfigError, UserError
+from .config import Config, build_pipeline, require_file
 
 # Separate the random streams derived from one seed, so that e.g. the permutation of epoch 1 and the
 # drop-path noise of epoch 1 are unrelated.
@@ -113,3 +119,46 @@ class EvalBatchSampler(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for start in range(0, len(self.indices), self.batch_size):
             yield [(self.epoch, i) for i in self.indices[start : start + self.batch_size]]
+
+
+def build_dataset(cfg: Config, split: str, seed: int):
+    """The dataset of `DATASET.<split>` with the `PIPELINE.<split>` transforms."""
+    section = getattr(cfg.DATASET, split)
+    if section is None or getattr(cfg.PIPELINE, split) is None:
+        raise UserError(f"the config has no DATASET.{split} / PIPELINE.{split} section")
+    require_file(section.file_path, f"DATASET.{split}.file_path")
+    dataset = VideoListDataset(
+        section.file_path, data_prefix=section.data_prefix, suffix=section.suffix,
+        pipeline=build_pipeline(cfg, split), mode=split, seed=seed,
+    )  # fmt: skip
+    num_classes = cfg.MODEL.head.num_classes
+    for entry in dataset.entries:
+        if not 0 <= entry.label < num_classes:
+            raise UserError(
+                f"{section.file_path}: {entry.path} has label {entry.label}, outside 0..{num_classes - 1} "
+                f"(MODEL.head.num_classes={num_classes})"
+            )
+    return dataset
+
+
+def ignore_sigint_in_worker(worker_id: int) -> None:
+    """DataLoader workers get the terminal's Ctrl-C too; only the main process may act on it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def make_loader(dataset, batch_sampler: Sampler, cfg: Config, device: torch.device) -> DataLoader:
+    """Batches of `collate_samples`, pinned for CUDA; workers as `DATASET.num_workers` says."""
+    # More workers than batches or than CPUs only costs start-up time.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(cfg.DATASET.num_workers, len(batch_sampler), cpus)
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=collate_samples,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=ignore_sigint_in_worker if workers else None,
+        # Augmentation depends on the (epoch, index) keys only, so keeping workers alive across
+        # epochs changes nothing but the start-up time.
+        persistent_workers=workers > 0,
+    )

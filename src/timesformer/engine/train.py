@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import signal
 import time
 from dataclasses import dataclass
@@ -23,11 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.datasets import VideoListDataset, collate_samples
 from ..errors import UserError
 from ..model.checkpoints import load_weights, save_model
 from ..model.timesformer import build_model
-from .config import Config, build_pipeline, require_file
+from .config import Config, require_file
 from .distributed import (
     DistContext,
     RankLostError,
@@ -39,7 +37,15 @@ from .distributed import (
 from .evaluate import EvalResult, evaluate, topk_correct
 from .logging import RunLogger, format_train_line
 from .optim import LRSchedule, OptimizerSpec, build_optimizer, set_lr
-from .sampler import DROPOUT_STREAM, BatchLayout, EvalBatchSampler, TrainBatchSampler, derive_seed
+from .sampler import (
+    DROPOUT_STREAM,
+    BatchLayout,
+    EvalBatchSampler,
+    TrainBatchSampler,
+    build_dataset,
+    derive_seed,
+    make_loader,
+)
 from .state import (
     ResumePoint,
     best_weights_path,
@@ -118,11 +124,6 @@ def key_bias_grads(model: torch.nn.Module) -> list[torch.Tensor]:
     return [bias.grad[bias.shape[0] // 3 : 2 * bias.shape[0] // 3] for bias in biases]
 
 
-def ignore_sigint_in_worker(worker_id: int) -> None:
-    """DataLoader workers get the terminal's Ctrl-C too; only the main process may act on it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 def optimizer_spec(cfg: Config) -> OptimizerSpec:
     o = cfg.OPTIMIZER
     return OptimizerSpec(
@@ -157,49 +158,21 @@ def amp_settings(cfg: Config, options: TrainOptions, device: torch.device) -> tu
     return dtype, dtype == torch.float16
 
 
-def build_dataset(cfg: Config, split: str, seed: int):
-    """The dataset of `DATASET.<split>` with the `PIPELINE.<split>` transforms."""
-    section = getattr(cfg.DATASET, split)
-    if section is None or getattr(cfg.PIPELINE, split) is None:
-        raise UserError(f"the config has no DATASET.{split} / PIPELINE.{split} section")
-    require_file(section.file_path, f"DATASET.{split}.file_path")
-    return VideoListDataset(
-        section.file_path, data_prefix=section.data_prefix, suffix=section.suffix,
-        pipeline=build_pipeline(cfg, split), mode=split, seed=seed,
-    )  # fmt: skip
-
-
-def make_loader(dataset, batch_sampler, cfg: Config, device: torch.device):
-    # More workers than batches or than CPUs only costs start-up time.
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = min(cfg.DATASET.num_workers, len(batch_sampler), cpus)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_sampler=batch_sampler,
-        num_workers=workers,
-        collate_fn=collate_samples,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=ignore_sigint_in_worker if workers else None,
-        # Augmentation depends on the (epoch, index) keys only, so keeping workers alive across
-        # epochs changes nothing but the start-up time.
-        persistent_workers=workers > 0,
-    )
-
-
 def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: ResumePoint | None, log: RunLogger):
-    """Same init on every rank (seeded); then pretrained ViT / -w weights, or the resumed weights."""
+    """Same init on every rank (seeded), then the resumed weights, or -w, or MODEL.backbone.pretrained.
+
+    -w replaces what `pretrained` would initialize, so `pretrained` is not needed then.
+    """
     torch.manual_seed(seed)
     model = build_model(**cfg.model_config())
     if resume is not None:
         load_weights(model, resume.weights)
-        return model
-    pretrained = cfg.MODEL.backbone.pretrained
-    if pretrained:
-        load_weights(model, require_file(pretrained, "MODEL.backbone.pretrained"))
-        log.info(f"initialized the backbone from {pretrained}")
-    if options.weights:
+    elif options.weights:
         load_weights(model, options.weights)
-        log.info(f"loaded weights from {options.weights}")
+        log.info(f"initialized from -w {options.weights}")
+    elif cfg.MODEL.backbone.pretrained:
+        load_weights(model, require_file(cfg.MODEL.backbone.pretrained, "MODEL.backbone.pretrained"))
+        log.info(f"initialized the backbone from {cfg.MODEL.backbone.pretrained}")
     return model
 
 
@@ -249,6 +222,8 @@ class Trainer:
         if options.resume and resume is None:
             log.info(f"--resume: no saved training state in {output_dir}; starting from scratch")
         self.seed = options.seed if options.seed is not None else cfg.seed
+        if self.seed < 0:
+            raise UserError(f"seed {self.seed}: must be >= 0 (--seed or the config's seed)")
         if resume is not None and resume.state["seed"] != self.seed:
             log.info(f"--resume: continuing with the run's seed {resume.state['seed']} (not {self.seed}) to stay exact")
             self.seed = resume.state["seed"]
@@ -309,6 +284,8 @@ class Trainer:
         cfg, log = self.cfg, self.log
         steps_per_epoch = self.sampler.steps_per_epoch
         clock_start, steps_run = time.perf_counter(), 0
+        if self.epochs_done >= cfg.epochs:
+            log.info(f"nothing to do: the run in {self.output_dir} already finished its {cfg.epochs} epochs")
         self.model.train()
         for epoch in range(self.epochs_done, cfg.epochs):
             first_step = self.steps_done if epoch == self.epochs_done else 0
@@ -414,11 +391,12 @@ class Trainer:
     def end_epoch(self, epoch: int, totals: torch.Tensor) -> None:
         """Epoch summary, validation and best model, epoch checkpoint."""
         cfg, log, name = self.cfg, self.log, self.cfg.model_name
-        loss_avg, top1_avg, top5_avg = (totals[:3] / totals[3].clamp(min=1)).tolist()
-        log.info(f"END epoch:{epoch + 1:<3d} train loss_avg: {loss_avg:.5f} top1_avg: {top1_avg:.5f} "
-                 f"top5_avg: {top5_avg:.5f}")  # fmt: skip
-        log.record("train_epoch", {"epoch": epoch + 1, "loss": loss_avg, "top1": top1_avg, "top5": top5_avg},
-                   (epoch + 1) * self.sampler.steps_per_epoch)  # fmt: skip
+        if totals[3] > 0:  # not when resumed right at the end of the epoch
+            loss_avg, top1_avg, top5_avg = (totals[:3] / totals[3]).tolist()
+            log.info(f"END epoch:{epoch + 1:<3d} train loss_avg: {loss_avg:.5f} top1_avg: {top1_avg:.5f} "
+                     f"top5_avg: {top5_avg:.5f}")  # fmt: skip
+            log.record("train_epoch", {"epoch": epoch + 1, "loss": loss_avg, "top1": top1_avg, "top5": top5_avg},
+                       (epoch + 1) * self.sampler.steps_per_epoch)  # fmt: skip
 
         last_epoch = epoch + 1 == cfg.epochs
         if self.valid_loader is not None and ((epoch + 1) % cfg.val_interval == 0 or last_epoch):

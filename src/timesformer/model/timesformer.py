@@ -81,14 +81,37 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask.div_(keep)
 
 
+class Linear(nn.Linear):
+    """`nn.Linear` that keeps its autocast copy of the weights between inference calls.
+
+    Under CPU/CUDA autocast every call casts every weight (86M values for ViT-B) to bf16/fp16
+    again; without gradients the cast of unchanged weights is the same each time, so it is
+    kept (keyed on the weights' identity and version, so any update invalidates it).
+    """
+
+    _cast: tuple | None = None  # (dtype, weight, bias, their versions, cast weight, cast bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        device = x.device.type
+        if not torch.is_autocast_enabled(device) or (torch.is_grad_enabled() and self.weight.requires_grad):
+            return F.linear(x, self.weight, self.bias)
+        dtype = torch.get_autocast_dtype(device)
+        versions = (self.weight._version, None if self.bias is None else self.bias._version)
+        cast = self._cast
+        if cast is None or cast[0] != dtype or cast[1] is not self.weight or cast[2] is not self.bias or cast[3] != versions:
+            bias = None if self.bias is None else self.bias.detach().to(dtype)
+            cast = self._cast = (dtype, self.weight, self.bias, versions, self.weight.detach().to(dtype), bias)
+        return F.linear(x, cast[4], cast[5])
+
+
 class Attention(nn.Module):
     """Multi-head self-attention over dim 1 of ``[batch, tokens, dim]``, fused qkv, SDPA."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
 
@@ -106,9 +129,9 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, drop: float):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.act = nn.GELU()  # exact (erf), as the reference
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -130,7 +153,7 @@ class Block(nn.Module):
         if self.attention_type == "divided_space_time":
             self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
             self.temporal_attn = attention()
-            self.temporal_fc = nn.Linear(dim, dim)
+            self.temporal_fc = Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, config.mlp_hidden_dim, config.drop_rate)
 
@@ -198,7 +221,7 @@ class TimeSformer(nn.Module):
         rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
-        self.head = nn.Linear(dim, config.num_classes)
+        self.head = Linear(dim, config.num_classes)
         self.reset_parameters()
 
     @torch.no_grad()

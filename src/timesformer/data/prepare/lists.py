@@ -28,7 +28,11 @@ def read_list(list_path: str | os.PathLike, data_prefix: str = "", suffix: str =
     if not list_path.is_file():
         raise UserError(f"{list_path}: list file not found")
     entries, widths = [], set()
-    for number, line in enumerate(list_path.read_text().splitlines(), 1):
+    try:
+        lines = list_path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise UserError(f"{list_path}: not a text list (byte {err.start} is not UTF-8)") from None
+    for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields:
             continue
