@@ -335,9 +335,7 @@ class Config:
 
 def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Config:
     """Read a YAML config, apply `KEY.PATH=VALUE` overrides, validate, return it typed."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    path = _find_config(Path(path))
     try:
         raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as err:
@@ -354,6 +352,16 @@ def load_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> Confi
         key = _apply_override(raw, text)
         origins[re.sub(r"\.(\d+)(?=\.|$)", r"[\1]", key)] = f"-o {text}"  # list items print as [i]
     return _Validator(str(path), origins).build(Config, raw, "")
+
+
+def _find_config(path: Path) -> Path:
+    """The config at `path`, or the copy shipped in the package (`configs/x.yaml` from any directory)."""
+    if path.is_file():
+        return path
+    shipped = Path(__file__).resolve().parents[1] / "configs" / path.name
+    if not path.is_absolute() and path.parent.name in ("configs", "") and shipped.is_file():
+        return shipped
+    raise ConfigError(f"config file not found: {path}")
 
 
 def require_file(path: str | os.PathLike | None, key: str) -> Path:
