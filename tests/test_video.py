@@ -296,6 +296,18 @@ def test_broken_files_raise_video_read_error(tmp_path, videos):
         read_clip(tmp_path / "missing.mp4", 8, "test")
 
 
+def test_ffmpeg_stays_quiet_on_corrupt_data(tmp_path, videos, capfd):
+    data = bytearray(videos["avi"].read_bytes())
+    rng = np.random.default_rng(0)
+    for offset in range(2000, len(data) - 100, 500):
+        data[offset : offset + 40] = rng.bytes(40)
+    corrupt = tmp_path / "corrupt.avi"
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(VideoReadError, match="corrupt.avi: cannot decode"):
+        read_clip(corrupt, 8, "test")
+    assert capfd.readouterr().err == ""  # FFmpeg's log lines do not reach the console
+
+
 def test_audio_only_and_zero_frame_files(tmp_path):
     audio = tmp_path / "sound.wav"
     with av.open(str(audio), "w") as container:

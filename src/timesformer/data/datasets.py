@@ -72,17 +72,19 @@ class _ListDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """`key` = `(epoch, index)` or `index` (epoch 0). Returns
-        `dict(clip, label, index, path, error)`; `index` is always the one asked for."""
+        `dict(clip, label, index, path, error, replaced)`; `index` is always the one asked for;
+        `replaced` lists the `(path, reason)` of unreadable videos a training item skipped."""
         epoch, index = key if isinstance(key, tuple) else (0, key)
         index = int(index)
         entry = self.entries[index]
         try:
             clip = self._load(entry, sample_rng(self.seed, epoch, index))
-            return dict(clip=clip, label=entry.label, index=index, path=entry.path, error=None)
+            return dict(clip=clip, label=entry.label, index=index, path=entry.path, error=None, replaced=[])
         except VideoReadError as exc:
             if self.mode != "train":
-                return dict(clip=None, label=entry.label, index=index, path=entry.path, error=exc.reason)
-            self._warn(exc)
+                return dict(clip=None, label=entry.label, index=index, path=entry.path, error=exc.reason, replaced=[])
+            self.warn_unreadable(exc.path, exc.reason)
+            replaced = [(exc.path, exc.reason)]
             last = exc
         # Training: a substitute drawn from the sample's own generators, never the same index.
         for attempt in range(1, self.max_tries + 1):
@@ -91,18 +93,22 @@ class _ListDataset(torch.utils.data.Dataset):
             substitute = self.entries[other]
             try:
                 clip = self._load(substitute, rng)
-                return dict(clip=clip, label=substitute.label, index=index, path=substitute.path, error=None)
+                return dict(clip=clip, label=substitute.label, index=index, path=substitute.path, error=None,
+                            replaced=replaced)  # fmt: skip
             except VideoReadError as exc:
-                self._warn(exc)
+                self.warn_unreadable(exc.path, exc.reason)
+                replaced.append((exc.path, exc.reason))
                 last = exc
         raise UserError(
             f"{self.file_path}: {self.max_tries + 1} videos in a row could not be read, last {last}"
         )
 
-    def _warn(self, exc: VideoReadError) -> None:
-        if exc.path not in self._warned:
-            self._warned.add(exc.path)
-            warnings.warn(f"skipping unreadable video {exc.path}: {exc.reason}", stacklevel=3)
+    def warn_unreadable(self, path: str, reason: str) -> None:
+        """Warn once per file. DataLoader workers stay silent: each has its own copy of the set, so
+        the main process warns instead, from the batches' `replaced` lists (see `collate_samples`)."""
+        if torch.utils.data.get_worker_info() is None and path not in self._warned:
+            self._warned.add(path)
+            warnings.warn(f"skipping unreadable video {path}: {reason}", stacklevel=3)
 
 
 class VideoListDataset(_ListDataset):
@@ -127,7 +133,8 @@ class FrameListDataset(_ListDataset):
 
 def collate_samples(samples: list[dict]) -> dict:
     """Batch dataset items: `clip [B, V, 3, T, H, W]` (None if every item failed),
-    `label [B]`, `index [B]`, `path` list, and `failed = [(index, path, reason)]`."""
+    `label [B]`, `index [B]`, `path` list, `failed = [(index, path, reason)]` (dropped items) and
+    `replaced = [(path, reason)]` (unreadable videos that training items were drawn in place of)."""
     good = [s for s in samples if s["clip"] is not None]
     return dict(
         clip=torch.stack([s["clip"] for s in good]) if good else None,
@@ -135,4 +142,5 @@ def collate_samples(samples: list[dict]) -> dict:
         index=torch.tensor([s["index"] for s in good], dtype=torch.long),
         path=[s["path"] for s in good],
         failed=[(s["index"], s["path"], s["error"]) for s in samples if s["clip"] is None],
+        replaced=[pair for s in samples for pair in s.get("replaced", ())],
     )

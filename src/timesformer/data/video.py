@@ -6,10 +6,11 @@ PaddleVideo decodes a window of `clip = sampling_rate * num_seg / target_fps * f
 `linspace(0, clip - 1, num_seg)` clipped to the number of kept frames. Those positions
 are known before decoding (only the clip waits for the count), so:
 
-- where the container stores each packet's pts (MP4/MOV, Matroska/WebM), the kept frames
-  and their order are read from the packets, the decoder skips every frame nobody refers
-  to unless it is sampled (FFmpeg's skip_frame="NONREF"), and decoding stops at the last
-  sampled frame; if the decoded frames do not match that plan, we fall back to:
+- where the container stores each packet's pts (MP4/MOV, Matroska) and the codec makes a
+  frame of every packet (H.264, HEVC, MPEG-4/2/1), the kept frames and their order are
+  read from the packets, the decoder skips every frame nobody refers to unless it is
+  sampled (FFmpeg's skip_frame="NONREF"), and decoding stops at the last sampled frame;
+  if the decoded frames do not match that plan, we fall back to:
 - decoding the window and converting only the sampled frames to RGB (plus the last kept
   frame, which clipped positions repeat), dropping the rest as soon as they arrive. If
   the decoder's output is not in strictly increasing pts order (PaddleVideo sorts by pts,
@@ -35,8 +36,11 @@ from timesformer.errors import VideoReadError
 MODES = ("train", "valid", "test")
 # PaddleVideo seeks this many pts units before the window start (then drops earlier frames).
 SEEK_MARGIN = 1024
-# Containers that store each packet's pts (AVI and raw streams get theirs made up).
+# Where decoding can be planned from the packets: containers that store each packet's pts
+# (AVI and raw streams get theirs made up) and codecs that make one frame of each packet
+# (VP8/VP9/AV1 may hold frames that are never shown).
 PTS_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
+ONE_FRAME_PER_PACKET_CODECS = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"}
 # H.264 / HEVC reorder at most 16 frames: how far decoding order runs ahead of display order.
 MAX_REORDER = 16
 
@@ -224,7 +228,8 @@ def _gather(path: str, container, window: _Window, convert) -> tuple[int, list]:
 
     `container` is fresh on `path` and serves the first pass (and is closed by it).
     """
-    if PTS_CONTAINERS.intersection(container.format.name.split(",")):
+    codec = container.streams.video[0].codec_context.name
+    if PTS_CONTAINERS.intersection(container.format.name.split(",")) and codec in ONE_FRAME_PER_PACKET_CODECS:
         planned = _decode_planned(container, path, window, convert)
         if planned is not None:
             return planned

@@ -336,6 +336,8 @@ class Trainer:
             wait = time.perf_counter()
             batch = next(batches)
             reader_cost += time.perf_counter() - wait
+            for path, reason in batch["replaced"]:  # warned here: workers cannot tell each other
+                self.train_set.warn_unreadable(path, reason)
             clip = batch["clip"].to(device, non_blocking=True)
             labels = batch["label"].to(device, non_blocking=True)
             num_views = clip.shape[1]

@@ -81,27 +81,57 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
     return x * mask.div_(keep)
 
 
-class Linear(nn.Linear):
-    """`nn.Linear` that keeps its autocast copy of the weights between inference calls.
+def _has_mkldnn_linear() -> bool:
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
 
-    Under CPU/CUDA autocast every call casts every weight (86M values for ViT-B) to bf16/fp16
-    again; without gradients the cast of unchanged weights is the same each time, so it is
-    kept (keyed on the weights' identity and version, so any update invalidates it).
+
+_MKLDNN_LINEAR = _has_mkldnn_linear()
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` (optionally followed by exact GELU) with a fast path for inference.
+
+    Without gradients, two costs of eager inference go away:
+    - under autocast, every call casts every weight (86M values for ViT-B) to bf16 again:
+      the cast is kept, keyed on the weights' identity and version (an update invalidates it);
+    - on CPU, `F.linear` writes the broadcast bias into the output before the GEMM and GELU
+      is one more pass: oneDNN's linear applies bias and GELU inside the GEMM (about 2x
+      faster in bf16 for ViT-B's shapes, 5-20% in fp32).
+    Training, tracing and export take the plain `F.linear` path.
     """
 
     _cast: tuple | None = None  # (dtype, weight, bias, their versions, cast weight, cast bias)
 
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, gelu: bool = False):
+        super().__init__(in_features, out_features, bias=bias)
+        self.gelu = gelu
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        device = x.device.type
-        if not torch.is_autocast_enabled(device) or (torch.is_grad_enabled() and self.weight.requires_grad):
-            return F.linear(x, self.weight, self.bias)
-        dtype = torch.get_autocast_dtype(device)
+        weight, bias = self.weight, self.bias
+        inference = not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
+        # Real eager tensors only: export and compile trace with tensor subclasses (fake tensors).
+        if inference and type(x) is torch.Tensor and not torch.jit.is_tracing():
+            device = x.device.type
+            if torch.is_autocast_enabled(device):
+                weight, bias = self._autocast_weights(torch.get_autocast_dtype(device))
+            if device == "cpu" and _MKLDNN_LINEAR and weight.dtype in (torch.float32, torch.bfloat16):
+                x = x.to(weight.dtype)
+                if self.gelu:
+                    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")  # erf GELU
+                return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+        x = F.linear(x, weight, bias)
+        return F.gelu(x) if self.gelu else x
+
+    def _autocast_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
         versions = (self.weight._version, None if self.bias is None else self.bias._version)
         cast = self._cast
         if cast is None or cast[0] != dtype or cast[1] is not self.weight or cast[2] is not self.bias or cast[3] != versions:
             bias = None if self.bias is None else self.bias.detach().to(dtype)
             cast = self._cast = (dtype, self.weight, self.bias, versions, self.weight.detach().to(dtype), bias)
-        return F.linear(x, cast[4], cast[5])
+        return cast[4], cast[5]
 
 
 class Attention(nn.Module):
@@ -129,13 +159,12 @@ class Attention(nn.Module):
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, drop: float):
         super().__init__()
-        self.fc1 = Linear(dim, hidden)
-        self.act = nn.GELU()  # exact (erf), as the reference
+        self.fc1 = Linear(dim, hidden, gelu=True)  # exact (erf) GELU, as the reference
         self.fc2 = Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return self.drop(self.fc2(self.drop(self.fc1(x))))
 
 
 class Block(nn.Module):
