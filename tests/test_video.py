@@ -356,3 +356,23 @@ def test_read_frames_linspace_one_based(tmp_path):
         read_frames(folder, num_frames=12, num_seg=4)
     with pytest.raises(VideoReadError, match="not found"):
         read_frames(tmp_path / "nowhere", 10, 4)
+
+
+@pytest.mark.parametrize("suffix, codec, options", [(".mp4", "h264", {"movflags": "faststart"}), (".avi", "mpeg4", {})])
+def test_half_downloaded_video_is_reported_truncated(tmp_path, suffix, codec, options):
+    # 120 frames at 25 fps fit one test window (213 frames), so a file cut at half its
+    # bytes decodes about half the frames its header promises.
+    good = tmp_path / f"good{suffix}"
+    with av.open(str(good), "w", options=options) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        rng = np.random.default_rng(0)
+        for _ in range(120):
+            image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+    assert read_clip(good, 8, "test").shape == (8, 48, 64, 3)
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(VideoReadError, match=r"cut\.(mp4|avi): (truncated|cannot decode)"):
+        read_clip(cut, 8, "test")

@@ -41,6 +41,9 @@ SEEK_MARGIN = 1024
 # (VP8/VP9/AV1 may hold frames that are never shown).
 PTS_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
 ONE_FRAME_PER_PACKET_CODECS = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"}
+# A window that decodes fewer than this share of the frames the header promises there is
+# a truncated or corrupt file (headers can be off by a frame or two, never by a quarter).
+TRUNCATED_SHARE = 0.75
 # H.264 / HEVC reorder at most 16 frames: how far decoding order runs ahead of display order.
 MAX_REORDER = 16
 
@@ -307,7 +310,12 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             start, end = _start_end(stream.frames, clip_size, mode, rng)
             timebase = stream.duration / stream.frames
             window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
+            promised = _frames_promised(stream.frames, start, end)  # before _gather closes the container
             kept, frames = _gather(path, container, window, convert)
+            if 0 < kept < TRUNCATED_SHARE * promised - 2:
+                raise VideoReadError(
+                    path, f"truncated or corrupt: decoded {kept} of the {promised} frames its header promises"
+                )
         else:
             # No duration or frame count: PaddleVideo decodes everything and draws the window
             # over the decoded frames (it divides by zero on a zero frame count; we do not).
@@ -323,6 +331,13 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
     if not kept:
         raise VideoReadError(path, "the video stream has no decodable frames")
     return frames
+
+
+def _frames_promised(num_frames: int, start: float, end: float) -> int:
+    """Frames PaddleVideo keeps from window [start, end] of a video whose header says
+    `num_frames`: those inside it plus the one after it."""
+    first, last = math.ceil(start), min(math.floor(end), num_frames - 1)
+    return max(last - first + 1, 0) + (1 if math.floor(end) + 1 <= num_frames - 1 else 0)
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
