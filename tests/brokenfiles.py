@@ -13,7 +13,6 @@ import builtins
 import os
 import pickle
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -77,22 +76,12 @@ def text_file(path: str | Path) -> Path:
     return Path(path)
 
 
-@dataclass(frozen=True)
-class BrokenSet:
-    """The five kinds of broken video (plus the second truncated container), by kind."""
-
-    paths: dict[str, Path]
-
-    def __iter__(self):
-        return iter(self.paths.values())
-
-
-def make_broken_set(directory: str | Path, mp4_source: str | Path, avi_source: str | Path) -> BrokenSet:
-    """Broken files made from good ones: truncated MP4 and AVI, random bytes named `.avi`
-    and `.mp4`, an empty `.mp4`, a text file named `.avi`, and a missing path."""
+def make_broken_set(directory: str | Path, mp4_source: str | Path, avi_source: str | Path) -> dict[str, Path]:
+    """Broken files made from good ones, by kind: truncated MP4 and AVI, random bytes named
+    `.avi` and `.mp4`, an empty `.mp4`, a text file named `.avi`, and a missing path."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    return BrokenSet({
+    return {
         "truncated_mp4": truncated(mp4_source, d / "truncated.mp4"),
         "truncated_avi": truncated(avi_source, d / "truncated.avi"),
         "random_avi": random_bytes(d / "random.avi"),
@@ -100,7 +89,7 @@ def make_broken_set(directory: str | Path, mp4_source: str | Path, avi_source: s
         "empty": empty(d / "empty.mp4"),
         "text_avi": text_file(d / "notes.avi"),
         "missing": d / "missing.avi",
-    })  # fmt: skip
+    }  # fmt: skip
 
 
 # Hostile pickles. Each `__reduce__` asks the unpickler to call a function with arguments

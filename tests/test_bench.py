@@ -35,10 +35,12 @@ def test_flops_vit_b_divided_closed_form():
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
 def test_flops_match_torch_flop_counter(attention_type):
     """torch's FlopCounterMode counts every mm/bmm/conv the model really runs (SDPA through
-    its math path so that the attention products are visible to it)."""
-    config = TimeSformerConfig(**TINY, attention_type=attention_type)
-    model = TimeSformer(config).eval()
-    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter, torch.no_grad():
+    its math path so that the attention products are visible to it). The training path is
+    the reference computation; inference may skip work (no-grad oneDNN ops the counter does
+    not know, the averaged cls token projected once), which the count must not credit."""
+    config = TimeSformerConfig(**TINY, attention_type=attention_type, drop_path_rate=0.0)
+    model = TimeSformer(config).train()
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         model(torch.randn(2, 3, config.num_frames, config.img_size, config.img_size))
     assert timesformer_flops(config, batch=2) == counter.get_total_flops()
 

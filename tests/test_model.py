@@ -153,3 +153,28 @@ def test_config_validation_and_round_trip():
         TimeSformerConfig(embed_dim=96, num_heads=5)
     with pytest.raises(ConfigError, match="num_head"):
         TimeSformerConfig.from_dict({"num_head": 3})
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_inference_fast_path_matches_training_path(attention_type):
+    """Eval/no-grad fuses bias, GELU and residuals into oneDNN GEMMs and caches autocast
+    weights; with dropout and drop path off, training mode computes the plain way."""
+    torch.manual_seed(0)
+    model = build_model(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_frames=3,
+                        num_classes=5, drop_path_rate=0.0, attention_type=attention_type)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    x = torch.randn(2, 3, 3, 32, 32)
+    plain = model.train()(x)  # grad enabled: F.linear everywhere
+    with torch.no_grad():
+        fast = model.eval()(x)
+        torch.testing.assert_close(fast, plain.detach(), atol=1e-5, rtol=1e-5)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast_bf16 = model(x)
+            again = model(x)  # from the cached bf16 weights
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain_bf16 = model.train()(x)
+    assert torch.equal(fast_bf16, again)
+    torch.testing.assert_close(fast_bf16.float(), plain_bf16.detach().float(), atol=0.05, rtol=0.05)
+    torch.testing.assert_close(fast_bf16.float(), plain.detach(), atol=0.05, rtol=0.05)

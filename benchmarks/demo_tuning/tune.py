@@ -94,6 +94,23 @@ def synth_clips(n: int, args, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def build(attention: str, args) -> torch.nn.Module:
+    if args.model == "hf":  # the prototype's model (transformers' TimeSformer)
+        from transformers import TimesformerConfig, TimesformerForVideoClassification
+
+        hf = TimesformerForVideoClassification(TimesformerConfig(
+            image_size=args.size, patch_size=args.patch, num_channels=3, num_frames=args.frames,
+            hidden_size=args.width, num_hidden_layers=args.depth, num_attention_heads=args.heads,
+            intermediate_size=4 * args.width, attention_type=attention, num_labels=4))
+
+        class HF(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.hf = hf
+
+            def forward(self, x):  # ours [B,3,T,H,W] -> HF [B,T,3,H,W]
+                return self.hf(pixel_values=x.transpose(1, 2)).logits
+
+        return HF()
     if args.model == "package":
         from timesformer.model.timesformer import build_model
     else:
@@ -200,7 +217,7 @@ def main() -> None:
     p.add_argument("--min_epochs", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data_seed", type=int, default=-1, help="-1: same as the run seed")
-    p.add_argument("--model", default="package", choices=["package", "standin"])
+    p.add_argument("--model", default="package", choices=["package", "standin", "hf"])
     p.add_argument("--out", default="")
     p.add_argument("--tag", default="")
     p.add_argument("--verbose", action="store_true")

@@ -63,7 +63,8 @@ def timesformer_flops(config: TimeSformerConfig, batch: int = 1) -> int:
     """FLOPs (2 per multiply-add) of one forward pass of `batch` clips.
 
     Counts every matrix product: patch embedding, qkv/proj/temporal_fc/mlp Linears, the two
-    attention products (q·kᵀ and attn·v) and the head. Norms, softmax, GELU and additions
+    attention products (q·kᵀ and attn·v) and the head, as the reference computes them (so
+    that implementations are credited the same work). Norms, softmax, GELU and additions
     (well under 1%) are not counted. TimeSformer-B 8x224 divided: 391.7 GFLOP per clip
     (196 GMAC, of which 6.0 GMAC are attention products).
     """

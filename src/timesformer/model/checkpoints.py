@@ -118,6 +118,7 @@ def _torch_load(path: Path) -> object:
         # torch's message is a paragraph; keep the line that names what was refused.
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if re.search(r"unsupported|GLOBAL", line, re.IGNORECASE)), lines[-1] if lines else "")
+        reason = reason.split(" Please use")[0]  # torch's advice to allowlist the callable is not for a CLI user
         raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are allowed): {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
