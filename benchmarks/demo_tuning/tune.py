@@ -89,7 +89,7 @@ def synth_clips(n: int, args, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     labels = np.arange(n) % 4
     clips = np.stack([render_synth_clip(int(l), np.random.default_rng([seed, i]), args)
                       for i, l in enumerate(labels)]).astype(np.float32) / 255
-    clips = (clips - 0.45) / 0.225
+    clips = (clips - 0.45) / (0.225 / args.input_scale)  # Normalization std = 0.225 / input_scale
     return torch.from_numpy(clips).permute(0, 4, 1, 2, 3).contiguous(), torch.from_numpy(labels)
 
 
@@ -198,6 +198,7 @@ def main() -> None:
     p.add_argument("--speed", type=float, default=2.0)
     p.add_argument("--speed_max", type=float, default=0.0)
     p.add_argument("--noise", type=float, default=0.05, help="std, 0..1 units")
+    p.add_argument("--input_scale", type=float, default=1.0)
     p.add_argument("--colors", default="random", choices=["random", "dark"])
     p.add_argument("--renderer", default="synth", choices=["synth", "antialiased"])
     p.add_argument("--width", type=int, default=64)

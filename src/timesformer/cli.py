@@ -9,6 +9,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from . import __version__
 from .errors import UserError
@@ -30,11 +31,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning_in_one_line(message, category, filename, lineno, file=None, line=None):
+    print(f"timesformer: warning: {message}", file=file or sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # `--debug` is accepted anywhere on the line, not only before the subcommand.
     debug = "--debug" in argv or os.environ.get("TIMESFORMER_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    if not debug:
+        warnings.showwarning = _show_warning_in_one_line
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -42,12 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except UserError as err:
-        if debug:
-            raise
-        print(f"timesformer {args.command}: error: {err}", file=sys.stderr)
-        return 1
-    except OSError as err:  # a path given or derived cannot be read or written (missing dir, permissions, disk full)
+    # OSError: a path given or derived cannot be read or written (missing dir, permissions, disk full).
+    except (UserError, OSError) as err:
         if debug:
             raise
         print(f"timesformer {args.command}: error: {err}", file=sys.stderr)

@@ -278,6 +278,8 @@ def sample_frames(
     path = str(path)
     if not Path(path).is_file():
         raise VideoReadError(path, "file not found" if not Path(path).exists() else "not a file")
+    if Path(path).stat().st_size == 0:
+        raise VideoReadError(path, "empty file (0 bytes)")
     try:
         return _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert or (lambda rgb: rgb))
     except VideoReadError:

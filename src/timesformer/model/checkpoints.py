@@ -119,6 +119,8 @@ def _torch_load(path: Path) -> object:
         lines = [line.strip() for line in str(err).splitlines() if line.strip()]
         reason = next((line for line in lines if re.search(r"unsupported|GLOBAL", line, re.IGNORECASE)), lines[-1] if lines else "")
         reason = reason.split(" Please use")[0]  # torch's advice to allowlist the callable is not for a CLI user
+        if "Unsupported operand" in reason:  # random bytes, not a hostile pickle
+            raise CheckpointError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)") from None
         raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are allowed): {reason}") from None
     except (RuntimeError, EOFError, OSError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
