@@ -32,11 +32,10 @@ def test_paddlevideo_fixture_video_scores(paddle_fixture):
     np.testing.assert_allclose(scores.numpy(), ref["scores"], atol=1e-4, rtol=0)
 
 
-transformers = pytest.importorskip("transformers")
-
-
 def _transformers_model(attention_type: str, **kw):
-    from transformers import TimesformerConfig, TimesformerForVideoClassification
+    transformers = pytest.importorskip("transformers")
+    TimesformerConfig, TimesformerForVideoClassification = (
+        transformers.TimesformerConfig, transformers.TimesformerForVideoClassification)
 
     config = TimesformerConfig(
         image_size=32, patch_size=8, num_frames=4, hidden_size=48, num_hidden_layers=2,

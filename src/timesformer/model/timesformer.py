@@ -12,6 +12,10 @@ official facebookresearch code, so the three agree on every checkpoint:
 
 Parameter names are the canonical ones (timm ViT style, PaddleVideo's backbone without
 `backbone.` and with `head` for `head.fc`); every checkpoint format maps into them.
+
+Speed: attention is SDPA on strided views of one fused qkv GEMM; in eval mode the
+residual adds, biases and GELU run inside oneDNN GEMMs on CPU and autocast weights are
+cast once (see `Linear`). Training mode computes the same maths the plain way.
 """
 
 from __future__ import annotations
