@@ -370,8 +370,13 @@ def model_from_checkpoint(checkpoint: Checkpoint, path: str | Path, **overrides)
 
 
 def load_model(path: str | Path, **overrides) -> TimeSformer:
-    """The model a checkpoint describes, in eval mode; `overrides` replace config fields."""
-    return model_from_checkpoint(read_checkpoint(path), path, **overrides)
+    """The model a checkpoint describes, ready for inference; `overrides` replace config fields.
+
+    It is in eval mode with its parameters frozen, so a forward pass records no autograd graph
+    (and takes the fused inference path) even outside `torch.no_grad()`. To fine-tune it,
+    call `model.requires_grad_(True).train()`.
+    """
+    return model_from_checkpoint(read_checkpoint(path), path, **overrides).requires_grad_(False)
 
 
 def _resize_pos_grid(pos: torch.Tensor, tokens: int) -> torch.Tensor:
