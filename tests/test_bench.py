@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -102,9 +103,19 @@ def test_bench_tiny_writes_table_and_json(tmp_path, small_video, capsys):
 
     ratio_names = {r["name"] for r in report["ratios"]}
     assert {"preprocess_vs_decode", "checkpointing_time", "checkpointing_memory"} <= ratio_names
+    # Ratios are medians of per-round ratios, in the direction their names say.
+    seconds = {(r["what"], r["impl"], r["precision"]): r["seconds"] for r in report["results"]}
+    ratios = {(r["name"], r.get("precision")): r["value"] for r in report["ratios"]}
+    floor, ours = seconds["preprocess", "pyav-decode (floor)", None], seconds["preprocess", "timesformer.preprocess", None]
+    assert ratios["preprocess_vs_decode", None] == pytest.approx(statistics.median(p / f for p, f in zip(ours, floor)))
+    plain, ckpt = seconds["train", "ours", "fp32"], seconds["train", "ours+checkpointing", "fp32"]
+    assert ratios["checkpointing_time", "fp32"] == pytest.approx(statistics.median(c / p for c, p in zip(ckpt, plain)))
     if report["settings"]["compare_transformers"]:
         impls = {r["impl"] for r in by_what["model"]}
         assert impls == {"ours", "transformers"} and "ours_vs_transformers" in ratio_names
+        theirs = seconds["model", "transformers", "bf16"]
+        expected = statistics.median(t / o for t, o in zip(theirs, seconds["model", "ours", "bf16"]))
+        assert ratios["ours_vs_transformers", "bf16"] == pytest.approx(expected)
         # Same weights (ours loaded from transformers' files): transformers' logits are the reference.
         assert report["checks"]["same_weights_as_transformers"] is True
         assert report["checks"]["logits_ours_vs_transformers_max_abs"]["fp32 batch 1"] < 1e-4

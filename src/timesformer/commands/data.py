@@ -29,6 +29,7 @@ def register(sub) -> None:
     synth.add_argument("--object_size", type=int, default=6, help="side of the moving square in pixels (default 6)")
     synth.add_argument("--speed", type=float, nargs=2, default=(2.0, 3.0), metavar=("MIN", "MAX"), help="pixels per frame (default 2 3)")
     synth.add_argument("--noise", type=float, default=8.0, help="std of pixel noise, 0..255 (default 8)")
+    synth.add_argument("--colors", choices=("random", "gray"), default="random", help="random colours, or a bright gray square on a dark gray background (the demo's; default random)")
     synth.add_argument("--fps", type=int, default=1, help="frame rate; at 1 fps PaddleVideo's sampler with num_seg = frames takes every frame (default 1)")
     synth.add_argument("--workers", type=int, default=None, help="encoding processes (default: min(4, cores))")
     synth.set_defaults(func=run_synth)
@@ -86,6 +87,7 @@ def run_synth(args: argparse.Namespace) -> int:
         speed_range=tuple(args.speed),
         noise=args.noise,
         fps=args.fps,
+        colors=args.colors,
         workers=args.workers,
     )
     print(

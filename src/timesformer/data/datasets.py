@@ -51,6 +51,7 @@ class _ListDataset(torch.utils.data.Dataset):
         mode: str = "test",
         seed: int = 0,
         max_tries: int = 10,
+        cache: bool = False,
     ):
         if mode not in SPLIT_MODES:
             raise ValueError(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
@@ -63,6 +64,9 @@ class _ListDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.max_tries = max_tries
         self._warned: set[str] = set()
+        # Clips by index after their first read, for pipelines whose output does not depend on
+        # the epoch (no random crop / flip / scale, videos no longer than the sampling window).
+        self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -77,8 +81,12 @@ class _ListDataset(torch.utils.data.Dataset):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         index = int(index)
         entry = self.entries[index]
+        if self._cache is not None and index in self._cache:
+            return dict(clip=self._cache[index], label=entry.label, index=index, path=entry.path, error=None)
         try:
             clip = self._load(entry, sample_rng(self.seed, epoch, index))
+            if self._cache is not None:
+                self._cache[index] = clip
             return dict(clip=clip, label=entry.label, index=index, path=entry.path, error=None, replaced=[])
         except VideoReadError as exc:
             if self.mode != "train":

@@ -108,6 +108,9 @@ class DatasetConfig:
     num_workers: int = _range(4, 0)  # DataLoader workers per process
     test_batch_size: int = _range(8, 1)
     valid_batch_size: Optional[int] = _range(None, 1)  # default: batch_size (as PaddleVideo)
+    # Ours: keep every clip in memory after its first read (each DataLoader worker its own copy).
+    # Only for pipelines without randomness and videos no longer than the sampling window.
+    cache: bool = False
     # An absent split has empty paths: `require_file` names the key where it is used.
     train: DatasetSplitConfig = field(default_factory=DatasetSplitConfig)
     valid: DatasetSplitConfig = field(default_factory=DatasetSplitConfig)

@@ -127,9 +127,13 @@ def build_dataset(cfg: Config, split: str, seed: int):
     if section is None or getattr(cfg.PIPELINE, split) is None:
         raise UserError(f"the config has no DATASET.{split} / PIPELINE.{split} section")
     require_file(section.file_path, f"DATASET.{split}.file_path")
+    pipeline = build_pipeline(cfg, split)
+    if cfg.DATASET.cache and (pipeline.crop == "random" or pipeline.flip or pipeline.short_side_min != pipeline.short_side_max):
+        raise UserError(f"DATASET.cache: true needs PIPELINE.{split} without RandomCrop, RandomFlip or a JitterScale range "
+                        "(a cached clip would repeat one draw every epoch)")
     dataset = VideoListDataset(
         section.file_path, data_prefix=section.data_prefix, suffix=section.suffix,
-        pipeline=build_pipeline(cfg, split), mode=split, seed=seed,
+        pipeline=pipeline, mode=split, seed=seed, cache=cfg.DATASET.cache,
     )  # fmt: skip
     num_classes = cfg.MODEL.head.num_classes
     for entry in dataset.entries:
