@@ -125,7 +125,7 @@ class Linear(nn.Linear):
         weight, bias = self.weight, self.bias
         inference = not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
         # Real eager tensors only: export and compile trace with tensor subclasses (fake tensors).
-        if inference and type(x) is torch.Tensor and not torch.jit.is_tracing():
+        if inference and type(x) is torch.Tensor and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
             device = x.device.type
             if torch.is_autocast_enabled(device):
                 weight, bias = self._autocast_weights(torch.get_autocast_dtype(device))
