@@ -64,12 +64,8 @@ class ModelReport:
 
 
 def find_demo_config() -> Path:
-    """configs/demo_motion.yaml of a source checkout, else the copy shipped in the package."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parents[1] / "configs" / "demo_motion.yaml", here / "configs" / "demo_motion.yaml"):
-        if candidate.is_file():
-            return candidate
-    raise UserError("configs/demo_motion.yaml: not found beside the package; pass --config PATH")
+    """The demo config shipped in the package (`configs/` of a checkout links there)."""
+    return Path(__file__).resolve().parent / "configs" / "demo_motion.yaml"
 
 
 def run_command(argv: list[str]) -> int:
