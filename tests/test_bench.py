@@ -93,7 +93,7 @@ def test_bench_tiny_writes_table_and_json(tmp_path, small_video, capsys):
     for row in by_what["model"] + by_what["train"]:
         assert row["clips_per_s"] > 0 and row["gflops"] > 0 and row["peak_fraction"] > 0
     assert {r["impl"] for r in by_what["train"]} == {"ours", "ours+checkpointing"}
-    assert {r["impl"] for r in by_what["preprocess"]} == {"pyav-decode (floor)", "timesformer.preprocess"}
+    assert {r["impl"] for r in by_what["preprocess"]} == {"pyav-decode (floor)", "timesformer.preprocess", "paddlevideo pipeline"}
     loader = by_what["loader"][0]
     assert loader["reader_cost_s"] > 0 and loader["batch_cost_s"] >= loader["reader_cost_s"]
 
@@ -102,12 +102,14 @@ def test_bench_tiny_writes_table_and_json(tmp_path, small_video, capsys):
     assert 0 <= accuracy["top1_agreement"] <= 1 and accuracy["max_abs_logit_error"] < 0.1
 
     ratio_names = {r["name"] for r in report["ratios"]}
-    assert {"preprocess_vs_decode", "checkpointing_time", "checkpointing_memory"} <= ratio_names
+    assert {"preprocess_vs_decode", "paddlevideo_vs_preprocess", "checkpointing_time", "checkpointing_memory"} <= ratio_names
     # Ratios are medians of per-round ratios, in the direction their names say.
     seconds = {(r["what"], r["impl"], r["precision"]): r["seconds"] for r in report["results"]}
     ratios = {(r["name"], r.get("precision")): r["value"] for r in report["ratios"]}
     floor, ours = seconds["preprocess", "pyav-decode (floor)", None], seconds["preprocess", "timesformer.preprocess", None]
     assert ratios["preprocess_vs_decode", None] == pytest.approx(statistics.median(p / f for p, f in zip(ours, floor)))
+    paddle = seconds["preprocess", "paddlevideo pipeline", None]
+    assert ratios["paddlevideo_vs_preprocess", None] == pytest.approx(statistics.median(p / o for p, o in zip(paddle, ours)))
     plain, ckpt = seconds["train", "ours", "fp32"], seconds["train", "ours+checkpointing", "fp32"]
     assert ratios["checkpointing_time", "fp32"] == pytest.approx(statistics.median(c / p for c, p in zip(ckpt, plain)))
     if report["settings"]["compare_transformers"]:

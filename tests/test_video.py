@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from timesformer.data.video import _decode, _decode_planned, _positions, _Window, read_clip, read_frames, read_image
+from timesformer.data.paddlevideo_reference import paddlevideo_frames as paddlevideo_clip
 from timesformer.errors import UserError, VideoReadError
 
 WIDTH, HEIGHT, BLOCK = 64, 48, 16
@@ -178,30 +179,6 @@ def test_planned_decoding_matches_plain_decoding(tmp_path):
         plain = [picked[p] if p < kept else last for p in window.positions]
         assert all(np.array_equal(a, b) for a, b in zip(planned[1], plain))
         assert numbers(planned[1])[0] == math.ceil(int(start * timebase) / timebase)
-
-
-def paddlevideo_clip(path, num_seg, mode, rng=None, sampling_rate=32, target_fps=30) -> np.ndarray:
-    """PaddleVideo's VideoDecoder(pyav) + Sampler(linspace), as its source reads, every
-    frame of the window converted to RGB."""
-    container = av.open(str(path))
-    stream = container.streams.video[0]
-    fps, frames_length, duration = float(stream.average_rate), stream.frames, stream.duration
-    clip_size = sampling_rate * num_seg / target_fps * fps
-    start_idx = 0 if mode == "test" else rng.uniform(0, max(frames_length - clip_size, 0))
-    timebase = duration / frames_length
-    video_start_pts, video_end_pts = int(start_idx * timebase), int((start_idx + clip_size - 1) * timebase)
-    container.seek(max(video_start_pts - 1024, 0), any_frame=False, backward=True, stream=stream)
-    tmp_frames = {}
-    for frame in container.decode(video=0):
-        if frame.pts < video_start_pts:
-            continue
-        tmp_frames[frame.pts] = frame
-        if frame.pts > video_end_pts:
-            break
-    frames = [tmp_frames[pts].to_rgb().to_ndarray() for pts in sorted(tmp_frames)]
-    container.close()
-    offsets = np.clip(np.linspace(0, clip_size - 1, num_seg), 0, len(frames) - 1).astype(np.int64)
-    return np.stack([frames[i] for i in offsets])
 
 
 def trimmed_copy(source: Path, path: Path, first_keyframe: int, cut: int) -> Path:

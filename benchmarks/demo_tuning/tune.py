@@ -125,7 +125,17 @@ def build(attention: str, args) -> torch.nn.Module:
     if args.time_embed_std and hasattr(model, "time_embed"):
         with torch.no_grad():
             torch.nn.init.trunc_normal_(model.time_embed, std=args.time_embed_std)
+    if args.time_embed_sincos and hasattr(model, "time_embed"):
+        with torch.no_grad():
+            model.time_embed.copy_(args.time_embed_sincos * sincos_1d(args.frames, args.width))
     return model
+
+
+def sincos_1d(length: int, dim: int) -> torch.Tensor:
+    """[1, length, dim] sin/cos of the position at dim/2 frequencies (as in MAE's pos embed)."""
+    omega = 1.0 / 10000 ** (torch.arange(dim // 2, dtype=torch.float64) / (dim // 2))
+    angles = torch.arange(length, dtype=torch.float64)[:, None] * omega[None]
+    return torch.cat((angles.sin(), angles.cos()), dim=1).float()[None]
 
 
 def lr_at(step: int, total: int, warmup: int, base: float, schedule: str) -> float:
@@ -206,6 +216,7 @@ def main() -> None:
     p.add_argument("--heads", type=int, default=2)
     p.add_argument("--drop_path", type=float, default=0.0)
     p.add_argument("--time_embed_std", type=float, default=0.0)
+    p.add_argument("--time_embed_sincos", type=float, default=0.0, help="amplitude of a sin/cos init")
     p.add_argument("--optimizer", default="adamw")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=0.05)
