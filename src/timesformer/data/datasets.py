@@ -132,8 +132,9 @@ class FrameListDataset(_ListDataset):
 
     kind = "frames"
 
-    def __init__(self, file_path, data_prefix="", suffix="img_{:05}.jpg", pipeline=None, mode="test", seed=0, max_tries=10):
-        super().__init__(file_path, data_prefix, suffix or "img_{:05}.jpg", pipeline, mode, seed, max_tries)
+    def __init__(self, file_path, data_prefix="", suffix="img_{:05}.jpg", pipeline=None, mode="test", seed=0, max_tries=10,
+                 cache=False):  # fmt: skip
+        super().__init__(file_path, data_prefix, suffix or "img_{:05}.jpg", pipeline, mode, seed, max_tries, cache)
 
     def _load(self, entry: ListEntry, rng) -> torch.Tensor:
         return self.pipeline.frames(entry.path, entry.num_frames, rng, self.suffix)

@@ -96,7 +96,7 @@ class ModelConfig:
 
 @dataclass
 class DatasetSplitConfig:
-    format: Literal["VideoDataset"] = "VideoDataset"
+    format: Literal["VideoDataset", "FrameDataset"] = "VideoDataset"  # FrameDataset: `frame_dir num_frames label`
     data_prefix: str = ""  # joined before each path in the list file
     file_path: str = ""  # list file: `path label` per line
     suffix: str = ""  # appended to each path in the list file (UCF101 lists: '.avi')
@@ -122,7 +122,7 @@ class DatasetConfig:
 
 @dataclass
 class DecodeConfig:
-    name: Literal["VideoDecoder"] = "VideoDecoder"
+    name: Literal["VideoDecoder", "FrameDecoder"] = "VideoDecoder"
     backend: Literal["pyav"] = "pyav"
     mode: Optional[Literal["train", "valid", "test"]] = None  # default: the split's name
     num_seg: int = _range(8, 1)

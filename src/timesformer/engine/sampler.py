@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..data.datasets import VideoListDataset, collate_samples
+from ..data.datasets import FrameListDataset, VideoListDataset, collate_samples
 from ..errors import ConfigError, UserError
 from .config import Config, build_pipeline, require_file
 
@@ -131,7 +131,8 @@ def build_dataset(cfg: Config, split: str, seed: int):
     if cfg.DATASET.cache and (pipeline.crop == "random" or pipeline.flip or pipeline.short_side_min != pipeline.short_side_max):
         raise UserError(f"DATASET.cache: true needs PIPELINE.{split} without RandomCrop, RandomFlip or a JitterScale range "
                         "(a cached clip would repeat one draw every epoch)")
-    dataset = VideoListDataset(
+    dataset_class = FrameListDataset if section.format == "FrameDataset" else VideoListDataset
+    dataset = dataset_class(
         section.file_path, data_prefix=section.data_prefix, suffix=section.suffix,
         pipeline=pipeline, mode=split, seed=seed, cache=cfg.DATASET.cache,
     )  # fmt: skip
