@@ -277,3 +277,21 @@ def test_original_vit_npz(tmp_path):
     assert checkpoint.state.keys() == vit.keys()
     for name, tensor in vit.items():
         torch.testing.assert_close(checkpoint.state[name], tensor, atol=0, rtol=0, msg=name)
+
+
+def test_fine_tuning_weights_for_another_class_count_leave_the_head_at_init(tmp_path):
+    # K400 weights (400 classes) fine-tuned on UCF101 (101): everything but the classifier loads.
+    from timesformer.model.checkpoints import load_weights, save_model
+    from timesformer.model.timesformer import build_model
+
+    fields = dict(img_size=32, patch_size=16, embed_dim=64, depth=1, num_heads=2, num_frames=2)
+    source = save_model(build_model(num_classes=5, **fields), tmp_path / "five.safetensors")
+    target = build_model(num_classes=3, **fields)
+    head_before = target.head.weight.clone()
+    with pytest.raises(CheckpointError, match="head.weight"):  # testing needs the trained head
+        load_weights(target, source)
+    left = load_weights(target, source, new_head=True)
+    assert sorted(left) == ["head.bias", "head.weight"]
+    assert torch.equal(target.head.weight, head_before)
+    saved = load_model(source).state_dict()
+    assert all(torch.equal(value, saved[name]) for name, value in target.state_dict().items() if not name.startswith("head."))

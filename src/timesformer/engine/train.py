@@ -167,12 +167,13 @@ def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: Res
     model = build_model(**cfg.model_config())
     if resume is not None:
         load_weights(model, resume.weights)
-    elif options.weights:
-        load_weights(model, options.weights)
-        log.info(f"initialized from -w {options.weights}")
-    elif cfg.MODEL.backbone.pretrained:
-        load_weights(model, require_file(cfg.MODEL.backbone.pretrained, "MODEL.backbone.pretrained"))
-        log.info(f"initialized the backbone from {cfg.MODEL.backbone.pretrained}")
+    else:
+        source = options.weights or cfg.MODEL.backbone.pretrained
+        if source:
+            path = source if options.weights else require_file(source, "MODEL.backbone.pretrained")
+            left = load_weights(model, path, new_head=True)
+            log.info(f"initialized from {source}" + (f" ({len(left)} tensors left at init: {', '.join(left[:4])}"
+                                                      f"{', ...' if len(left) > 4 else ''})" if left else ""))
     return model
 
 

@@ -407,13 +407,14 @@ def _vit_init_state(state: dict[str, torch.Tensor], model: TimeSformer) -> tuple
     return state, tuple(may_miss)
 
 
-def load_weights(model: TimeSformer, path: str | Path) -> list[str]:
+def load_weights(model: TimeSformer, path: str | Path, new_head: bool = False) -> list[str]:
     """Initialize `model` from a checkpoint (fine-tuning, `-w`); returns the keys left at init.
 
-    TimeSformer weights must fit exactly. Image ViT weights (no `time_embed`, no temporal
-    blocks) follow the pretrained-ViT rules: head dropped, pos grid resized, each block's
-    `attn`/`norm1` copied to `temporal_attn`/`temporal_norm1`, `time_embed` and
-    `temporal_fc` left at their init.
+    TimeSformer weights must fit exactly; with `new_head`, a classifier for another number of
+    classes (K400 weights fine-tuned on UCF101) is left at its init instead. Image ViT weights (no
+    `time_embed`, no temporal blocks) follow the pretrained-ViT rules: head dropped, pos grid
+    resized, each block's `attn`/`norm1` copied to `temporal_attn`/`temporal_norm1`,
+    `time_embed` and `temporal_fc` left at their init.
     """
     path = Path(path)
     state = read_checkpoint(path).state
@@ -421,6 +422,10 @@ def load_weights(model: TimeSformer, path: str | Path) -> list[str]:
     if image_vit and "pos_embed" in state:
         state, may_miss = _vit_init_state(state, model)
         return _load_exact(model, state, path, may_miss)
+    head = model.state_dict()["head.weight"]
+    if new_head and "head.weight" in state and state["head.weight"].shape[0] != head.shape[0]:
+        state = {name: value for name, value in state.items() if not name.startswith("head.")}
+        return _load_exact(model, state, path, ("head.weight", "head.bias"))
     return _load_exact(model, state, path)
 
 
