@@ -177,3 +177,18 @@ def test_inference_fast_path_matches_training_path(attention_type):
     assert torch.equal(fast_bf16, again)
     torch.testing.assert_close(fast_bf16.float(), plain_bf16.detach().float(), atol=0.05, rtol=0.05)
     torch.testing.assert_close(fast_bf16.float(), plain.detach(), atol=0.05, rtol=0.05)
+
+
+def test_fresh_divided_model_cannot_tell_a_clip_from_its_reverse():
+    # time_embed starts at zeros (PaddleVideo's init): without it, temporal attention is
+    # order-blind, so a new model scores a clip and its time reversal alike. The demo's
+    # learning curve sits on this symmetric plateau (0.5: the axis) until training breaks it.
+    torch.manual_seed(0)
+    model = build_model(img_size=16, patch_size=8, num_classes=4, embed_dim=16, depth=2, num_heads=2,
+                        num_frames=4, drop_path_rate=0.0).eval()  # fmt: skip
+    assert torch.count_nonzero(model.time_embed) == 0
+    clip = torch.randn(2, 3, 4, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(clip), model(clip.flip(2)), rtol=1e-4, atol=1e-5)
+        model.time_embed.normal_(std=0.5)  # once time carries a position, order shows
+        assert (model(clip) - model(clip.flip(2))).abs().max() > 1e-4

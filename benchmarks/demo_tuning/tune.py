@@ -127,7 +127,10 @@ def build(attention: str, args) -> torch.nn.Module:
             torch.nn.init.trunc_normal_(model.time_embed, std=args.time_embed_std)
     if args.time_embed_sincos and hasattr(model, "time_embed"):
         with torch.no_grad():
-            model.time_embed.copy_(args.time_embed_sincos * sincos_1d(args.frames, args.width))
+            table = sincos_1d(args.frames, args.width)
+            if args.time_embed_center:  # drop the part common to all frames (a constant offset)
+                table = table - table.mean(dim=1, keepdim=True)
+            model.time_embed.copy_(args.time_embed_sincos * table)
     return model
 
 
@@ -152,7 +155,8 @@ def run_one(attention: str, seed: int, data, args) -> dict:
     torch.manual_seed(seed)
     model = build(attention, args)
     if args.optimizer == "adamw":
-        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd)
+        opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.wd,
+                                betas=(0.9, args.beta2))
     else:
         opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                               weight_decay=args.wd)
@@ -217,6 +221,8 @@ def main() -> None:
     p.add_argument("--drop_path", type=float, default=0.0)
     p.add_argument("--time_embed_std", type=float, default=0.0)
     p.add_argument("--time_embed_sincos", type=float, default=0.0, help="amplitude of a sin/cos init")
+    p.add_argument("--time_embed_center", action="store_true")
+    p.add_argument("--beta2", type=float, default=0.999)
     p.add_argument("--optimizer", default="adamw")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--wd", type=float, default=0.05)

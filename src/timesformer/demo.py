@@ -32,7 +32,7 @@ class DemoData:
     frames: int = 8
     size: int = 32
     object_size: int = 6
-    speed_range: tuple[float, float] = (2.0, 3.0)  # pixels per frame
+    speed_range: tuple[float, float] = (3.0, 4.0)  # pixels per frame (2-3 left the order plateau later)
     noise: float = 8.0  # 0..255
     colors: str = "gray"  # with random colours a model trained from scratch stays at chance for long
 
