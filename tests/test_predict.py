@@ -18,7 +18,8 @@ from timesformer import Predictor  # noqa: E402
 from timesformer.cli import main  # noqa: E402
 from timesformer.data.synth import write_motion_dataset  # noqa: E402
 from timesformer.errors import VideoReadError  # noqa: E402
-from timesformer.export.predictor import Prediction, read_labels  # noqa: E402
+from timesformer.data.labels import read_labels  # noqa: E402
+from timesformer.export.predictor import Prediction  # noqa: E402
 from timesformer.model.checkpoints import save_model  # noqa: E402
 from timesformer.model.timesformer import build_model  # noqa: E402
 

@@ -12,6 +12,7 @@ output on a random input.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 
 from ..errors import UserError
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export.predictor import load_checked_model
 
     out_dir, overrides = split_output_and_overrides(args.outputs, args.override)
-    if args.label_file is not None and not __import__("os").path.isfile(args.label_file):
+    if args.label_file is not None and not os.path.isfile(args.label_file):
         raise UserError(f"--label_file {args.label_file}: file not found")
     model, spec = load_checked_model(args.weights, args.config, overrides)
     cfg = model.config

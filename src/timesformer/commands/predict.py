@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from .train import add_config_arguments
 
 
 def str2bool(text: str) -> bool:
@@ -41,9 +42,8 @@ def register(sub) -> None:
         description="Predict the top-k classes of a video, a folder of videos or a list file "
         "(`path [label]` lines), as PaddleVideo's predict.py prints them.",
     )  # fmt: skip
-    parser.add_argument("-c", "--config", help="YAML config (PaddleVideo schema); with -w: the architecture and test pipeline")
-    parser.add_argument("-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
-                        help="config override (repeatable)")  # fmt: skip
+    add_config_arguments(parser, required=False,
+                         config_help="YAML config (PaddleVideo schema); with -w: the architecture and test pipeline")  # fmt: skip
     parser.add_argument("-i", "--input_file", required=True, help="a video, a folder of videos, or a list file")
     parser.add_argument("--model_file", help="ONNX model from `timesformer export` (runs ONNX Runtime)")
     parser.add_argument("-w", "--weights", help="checkpoint in any format load_model reads (runs PyTorch)")

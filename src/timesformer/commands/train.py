@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 
 
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", required=True, help="YAML config in PaddleVideo's schema")
+def add_config_arguments(parser: argparse.ArgumentParser, required: bool = True, config_help: str = "") -> None:
+    """`-c CONFIG` and the repeatable `-o KEY.PATH=VALUE` overrides, shared by the commands that read a config."""
+    parser.add_argument("-c", "--config", required=required, help=config_help or "YAML config in PaddleVideo's schema")
     parser.add_argument(
         "-o", "--override", action="append", default=[], metavar="KEY.PATH=VALUE",
         help="set a config value (repeatable), e.g. -o DATASET.batch_size=4",

@@ -26,7 +26,8 @@ from torch import nn
 
 from ..errors import UserError
 from ..utils import atomic_write_text
-from .predictor import SPEC_SUFFIX, InferenceSpec, MultiViewModel, kinetics400_label_file
+from ..data.labels import kinetics400_label_file
+from .predictor import SPEC_SUFFIX, InferenceSpec, MultiViewModel
 
 DEFAULT_OPSET = 18
 ONNX_PROTO_LIMIT = 2 * 1024**3  # protobuf's limit: larger models keep their weights in a `.data` file

@@ -21,7 +21,6 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -29,12 +28,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.labels import kinetics400_label_file, read_labels
 from ..data.pipeline import VideoPipeline
+from ..engine.evaluate import average_views
 from ..errors import CheckpointError, ConfigError, UserError, VideoReadError
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".flv", ".m4v", ".mpg", ".mpeg", ".wmv", ".3gp", ".ts")
 LIST_EXTENSIONS = (".txt", ".list", ".csv")
-KINETICS_400_LABELS = "Kinetics-400_label_list.txt"
 SPEC_SUFFIX = ".json"  # TimeSformer.onnx -> TimeSformer.json
 INPUT_NAME = "data"
 OUTPUT_NAME = "scores"
@@ -140,10 +140,7 @@ class MultiViewModel(nn.Module):
         views = frames // self.num_seg
         clips = x.view(batch, channels, views, self.num_seg, height, width).transpose(1, 2)
         logits = self.model(clips.reshape(batch * views, channels, self.num_seg, height, width))
-        logits = logits.view(batch, views, -1)
-        if self.avg_type == "prob":
-            return logits.softmax(dim=-1).mean(dim=1)
-        return logits.mean(dim=1)
+        return average_views(logits, views, self.avg_type)
 
 
 def stack_views(clip: torch.Tensor) -> torch.Tensor:
@@ -182,23 +179,6 @@ def list_videos(input_path: str | os.PathLike) -> list[str]:
             raise UserError(f"--input_file {text}: the list file names no videos")
         return videos
     return [text]  # a single video; a missing or broken one is reported when it is decoded
-
-
-def read_labels(path: str | os.PathLike) -> list[str]:
-    """Class names by id from `id name` lines (Kinetics-400 list, `data synth` labels.txt) or one name per line."""
-    try:
-        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"label file {path}: cannot be read ({err.__class__.__name__})") from None
-    pairs = [line.split(maxsplit=1) for line in lines]
-    if all(len(p) == 2 and p[0].isdigit() for p in pairs):
-        names = {int(i): name for i, name in pairs}
-        return [names.get(i, str(i)) for i in range(max(names) + 1)]
-    return lines
-
-
-def kinetics400_label_file() -> Path:
-    return Path(str(resources.files("timesformer") / "resources" / KINETICS_400_LABELS))
 
 
 def default_labels(num_classes: int, label_file: str | os.PathLike | None) -> list[str] | None:

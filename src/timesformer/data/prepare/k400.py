@@ -18,10 +18,10 @@ from __future__ import annotations
 import csv
 import os
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 from ...errors import UserError
+from ..labels import kinetics400_label_file, read_labels
 from ...utils import atomic_write_text
 
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
@@ -40,8 +40,7 @@ class K400Summary:
 
 def kinetics400_labels() -> dict[str, int]:
     """{underscore name: id} from the label list the package ships."""
-    text = resources.files("timesformer").joinpath("resources/Kinetics-400_label_list.txt").read_text()
-    return {name: int(index) for index, name in (line.split(maxsplit=1) for line in text.splitlines() if line.strip())}
+    return {name: index for index, name in enumerate(read_labels(kinetics400_label_file()))}
 
 
 def label_id(label: str, labels: dict[str, int], folded: dict[str, int]) -> int | None:

@@ -1,0 +1,27 @@
+"""Class-name lists: `id name` lines (PaddleVideo's Kinetics-400 list, `data synth` labels.txt)
+or one name per line. The Kinetics-400 list ships with the package."""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class names by id from `id name` lines or one name per line."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"label file {path}: cannot be read ({err.__class__.__name__})") from None
+    pairs = [line.split(maxsplit=1) for line in lines]
+    if all(len(p) == 2 and p[0].isdigit() for p in pairs):
+        names = {int(i): name for i, name in pairs}
+        return [names.get(i, str(i)) for i in range(max(names) + 1)]
+    return lines
+
+
+def kinetics400_label_file() -> Path:
+    return Path(str(resources.files("timesformer") / "resources" / "Kinetics-400_label_list.txt"))
