@@ -7,7 +7,7 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 @contextlib.contextmanager
@@ -46,3 +46,56 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+PathLike = str | os.PathLike
+
+
+def _flat(paths: dict[str, PathLike | Iterable[PathLike] | None]) -> list[tuple[str, Path]]:
+    """[(flag, path)] from {flag: path | [paths] | None}, None left out."""
+    flat = []
+    for flag, value in paths.items():
+        if value is None:
+            continue
+        values = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+        flat.extend((flag, Path(v)) for v in values if v is not None)
+    return flat
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when `a` and `b` name one file: after resolving symlinks and `..`, or as hard links."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either does not exist (yet): resolved paths decide
+        return False
+
+
+def check_distinct_paths(
+    inputs: dict[str, PathLike | Iterable[PathLike] | None],
+    outputs: dict[str, PathLike | Iterable[PathLike] | None],
+) -> None:
+    """Raise `UserError` naming both flags when an output is an input or another output.
+
+    Keys are what the user typed (`--label_file`, `-o`), values the paths each one reads or
+    writes (a path, several, or None). List every file a command writes, including those it
+    derives inside an output folder (`OUT/TimeSformer.onnx`), so that an input or another
+    output placed there is caught before anything is written.
+    """
+    from .errors import UserError
+
+    ins, outs = _flat(inputs), _flat(outputs)
+    for i, (out_flag, out_path) in enumerate(outs):
+        for in_flag, in_path in ins:
+            if _same_file(out_path, in_path):
+                raise UserError(
+                    f"{out_flag} {out_path} would overwrite {in_flag} {in_path} (the same file): "
+                    "an output may not replace an input; choose another path"
+                )
+        for other_flag, other_path in outs[i + 1 :]:
+            if _same_file(out_path, other_path):
+                raise UserError(
+                    f"{out_flag} {out_path} and {other_flag} {other_path} are the same file: "
+                    "two outputs may not share a path; choose another one"
+                )

@@ -23,10 +23,10 @@ from pathlib import Path
 
 from ...errors import UserError
 from ...utils import atomic_write_text
+from ..files import VIDEO_EXTENSIONS, find_videos
 from . import default_workers, ordered_map
 from .lists import read_list
 
-VIDEO_EXTENSIONS = {".avi", ".mp4", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv"}
 JPEG_QUALITY = 2  # FFmpeg qscale: 2 is near-lossless, 31 is worst
 
 
@@ -109,7 +109,7 @@ def _extract(job: tuple[str, Path]) -> tuple[int, str | None]:
 
 def _videos_in_folder(folder: Path) -> tuple[list[tuple[str, str, int]], list[str]]:
     """[(video path, frame_dir name, label)] and the class names, for a folder of videos."""
-    videos = sorted(p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    videos = find_videos(folder)
     classes = sorted({p.relative_to(folder).parts[0] for p in videos if len(p.relative_to(folder).parts) > 1})
     index = {name: i for i, name in enumerate(classes)}
     entries = []
@@ -133,7 +133,7 @@ def extract_frames(
     if source.is_dir():
         entries, classes = _videos_in_folder(source)
         if not entries:
-            raise UserError(f"{source}: no video files ({', '.join(sorted(VIDEO_EXTENSIONS))}) in this folder")
+            raise UserError(f"{source}: no video files ({', '.join(VIDEO_EXTENSIONS)}) in this folder")
         if classes:
             atomic_write_text(out / "labels.txt", "".join(f"{i} {name}\n" for i, name in enumerate(classes)))
     elif source.is_file():

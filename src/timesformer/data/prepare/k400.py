@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
+from ..files import VIDEO_EXTENSIONS, find_videos
 from ..labels import kinetics400_label_file, read_labels
 from ...utils import atomic_write_text
 
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
-VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")  # preference order
 # The CSV's split column says "val" where users also say "valid" or "validate".
 VAL_NAMES = {"val", "valid", "validate", "validation"}
 
@@ -53,18 +53,17 @@ def clip_name(youtube_id: str, start: str, end: str) -> str:
 
 
 def index_videos(videos: Path) -> dict[str, str]:
-    """{file stem: path relative to `videos`} for every video under it (any depth)."""
-    found: dict[str, str] = {}
+    """{file stem: path relative to `videos`} for every video under it (any depth).
+
+    A clip saved in several containers maps to the one first in `VIDEO_EXTENSIONS`.
+    """
+    found: dict[str, Path] = {}
     rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
-    for dirpath, _, files in os.walk(videos):
-        for name in files:
-            stem, ext = os.path.splitext(name)
-            if ext.lower() not in rank:
-                continue
-            rel = os.path.relpath(os.path.join(dirpath, name), videos).replace(os.sep, "/")
-            if stem not in found or rank[ext.lower()] < rank[os.path.splitext(found[stem])[1].lower()]:
-                found[stem] = rel
-    return found
+    for path in find_videos(videos):
+        kept = found.get(path.stem)
+        if kept is None or rank[path.suffix.lower()] < rank[kept.suffix.lower()]:
+            found[path.stem] = path
+    return {stem: path.relative_to(videos).as_posix() for stem, path in found.items()}
 
 
 def write_k400_list(
