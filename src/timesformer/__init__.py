@@ -14,6 +14,7 @@ _LAZY = {
     "TimeSformer": "timesformer.model.timesformer",
     "TimeSformerConfig": "timesformer.model.timesformer",
     "build_model": "timesformer.model.timesformer",
+    "record_attention": "timesformer.model.timesformer",
     "load_model": "timesformer.model.checkpoints",
     "save_model": "timesformer.model.checkpoints",
     "preprocess": "timesformer.data.pipeline",

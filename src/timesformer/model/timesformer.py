@@ -21,7 +21,10 @@ cast once (see `Linear`). Training mode computes the same maths the plain way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -159,6 +162,9 @@ class Linear(nn.Linear):
 class Attention(nn.Module):
     """Multi-head self-attention over dim 1 of ``[batch, tokens, dim]``, fused qkv, SDPA."""
 
+    # Set by `record_attention`: receives each call's softmax probabilities.
+    record: Callable[[torch.Tensor], None] | None = None
+
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float):
         super().__init__()
         self.num_heads = num_heads
@@ -176,8 +182,14 @@ class Attention(nn.Module):
         # One permute of a view: q, k, v come out as strided [batch, heads, tokens, head_dim].
         qkv = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        # SDPA's default scale is head_dim ** -0.5, the reference's.
-        out = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0)
+        dropout = self.attn_drop if self.training else 0.0
+        if self.record is None:
+            # SDPA's default scale is head_dim ** -0.5, the reference's.
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        else:
+            probs = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
+            self.record(probs)
+            out = F.dropout(probs, dropout, self.training) @ v
         return out.transpose(1, 2).reshape(batch, tokens, dim)
 
 
@@ -371,3 +383,42 @@ class TimeSformer(nn.Module):
 def build_model(**fields) -> TimeSformer:
     """A freshly initialized TimeSformer; `fields` are `TimeSformerConfig` fields."""
     return TimeSformer(TimeSformerConfig.from_dict(fields))
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def _store(maps: dict, key: str, probs: torch.Tensor) -> None:
+    maps[key] = probs
+
+
+@contextmanager
+def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]]:
+    """Record every block's attention probabilities (post-softmax, pre-dropout) while inside.
+
+    Yields a list with one dict per block, filled by each forward pass (the last one wins):
+    divided_space_time ``{"temporal": [B*N, heads, T, T] (rows b*N + n),
+    "spatial": [B*T, heads, 1+N, 1+N] (rows b*T + t; token 0 is cls, 1 + n patch n)}``;
+    joint_space_time ``{"joint": [B, heads, 1+N*T, 1+N*T]}`` (token 1 + n*T + t);
+    space_only ``{"spatial": [B*T, heads, 1+N, 1+N]}``. While recording, attention is an
+    explicit softmax (same logits as SDPA); with grad enabled the maps are part of the
+    autograd graph, so gradients with respect to them can be taken (`Tensor.retain_grad`).
+    """
+    model = _unwrap(model)
+    attention_type = model.config.attention_type
+    spatial_key = "joint" if attention_type == "joint_space_time" else "spatial"
+    maps: list[dict[str, torch.Tensor]] = [{} for _ in model.blocks]
+    recorders = []
+    for block, block_maps in zip(model.blocks, maps):
+        recorders.append((block.attn, partial(_store, block_maps, spatial_key)))
+        if attention_type == "divided_space_time":
+            recorders.append((block.temporal_attn, partial(_store, block_maps, "temporal")))
+    for attention, record in recorders:
+        attention.record = record
+    try:
+        yield maps
+    finally:
+        for attention, _ in recorders:
+            del attention.record  # back to the class default, None
