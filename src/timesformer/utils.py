@@ -99,3 +99,14 @@ def check_distinct_paths(
                     f"{out_flag} {out_path} and {other_flag} {other_path} are the same file: "
                     "two outputs may not share a path; choose another one"
                 )
+
+
+def first_line(err: BaseException | str, limit: int = 200) -> str:
+    """The first non-blank line of an error (or text), cut to `limit` characters; the
+    exception's type name when it says nothing. For one-line messages that quote a library's
+    reason without its traceback-sized detail."""
+    text = str(err).strip()
+    if not text:
+        return type(err).__name__ if isinstance(err, BaseException) else ""
+    line = text.splitlines()[0].strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -23,3 +23,11 @@ def find_videos(root: str | os.PathLike, recursive: bool = True) -> list[Path]:
     root = Path(root)
     candidates = root.rglob("*") if recursive else root.iterdir()
     return sorted(p for p in candidates if is_video_file(p) and not p.name.startswith(".") and p.is_file())
+
+
+def count_frames(frame_dir: str | os.PathLike) -> int:
+    """Images in a PaddleVideo frame folder (`img_00001.jpg` ...); 0 when it cannot be listed."""
+    try:
+        return sum(1 for name in os.listdir(frame_dir) if name.startswith("img_"))
+    except OSError:
+        return 0

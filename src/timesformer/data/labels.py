@@ -25,3 +25,11 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 
 def kinetics400_label_file() -> Path:
     return Path(str(resources.files("timesformer") / "resources" / "Kinetics-400_label_list.txt"))
+
+
+def default_label_file(num_classes: int, label_file: str | os.PathLike | None = None) -> Path | None:
+    """The one default for class names: the given file, else the shipped Kinetics-400 list
+    for a 400-class model, else None (classes are shown by id)."""
+    if label_file is not None:
+        return Path(label_file)
+    return kinetics400_label_file() if num_classes == 400 else None

@@ -32,6 +32,7 @@ import av
 import numpy as np
 
 from timesformer.errors import VideoReadError
+from timesformer.utils import first_line
 
 MODES = ("train", "valid", "test")
 # PaddleVideo seeks this many pts units before the window start (then drops earlier frames).
@@ -41,11 +42,10 @@ SEEK_MARGIN = 1024
 # (VP8/VP9/AV1 may hold frames that are never shown).
 PTS_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
 ONE_FRAME_PER_PACKET_CODECS = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"}
-# A window that decodes fewer than this share of the frames the header promises there is
-# a truncated or corrupt file (headers can be off by a frame or two, never by a quarter).
-TRUNCATED_SHARE = 0.75
 # H.264 / HEVC reorder at most 16 frames: how far decoding order runs ahead of display order.
 MAX_REORDER = 16
+# See `is_truncated`.
+TRUNCATED_SHARE = 0.75
 
 
 @dataclass
@@ -290,8 +290,7 @@ def sample_frames(
 
 def _one_line(exc: BaseException) -> str:
     """FFmpeg's reason without the path (VideoReadError names the path once)."""
-    text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return text.splitlines()[0]
+    return first_line(getattr(exc, "strerror", None) or exc)
 
 
 def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> list:
@@ -314,7 +313,7 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
             promised = _frames_promised(stream.frames, start, end)  # before _gather closes the container
             kept, frames = _gather(path, container, window, convert)
-            if 0 < kept < TRUNCATED_SHARE * promised - 2:
+            if kept and is_truncated(kept, promised):
                 raise VideoReadError(
                     path, f"truncated or corrupt: decoded {kept} of the {promised} frames its header promises"
                 )
@@ -333,6 +332,15 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
     if not kept:
         raise VideoReadError(path, "the video stream has no decodable frames")
     return frames
+
+
+def is_truncated(decoded: int, promised: int) -> bool:
+    """The one truncation rule, for a whole file (`data check`) or a window (`read_clip`):
+    clearly fewer frames decode than the header promises. Headers are off by a frame or two
+    (B-frame delay, a dropped last frame) and, in an MP4 whose edit list trims its start,
+    by the trimmed frames, which the header counts and the decoder never shows; a quarter
+    short is a broken file (a half download, a cut stream)."""
+    return decoded < TRUNCATED_SHARE * promised - 2
 
 
 def _frames_promised(num_frames: int, start: float, end: float) -> int:

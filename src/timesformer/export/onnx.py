@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..utils import atomic_write_text
-from ..data.labels import kinetics400_label_file
+from ..data.labels import default_label_file
 from .predictor import SPEC_SUFFIX, InferenceSpec, MultiViewModel
 
 DEFAULT_OPSET = 18
@@ -91,8 +91,7 @@ def export_onnx(
     param_bytes = sum(p.numel() * p.element_size() for p in net.parameters())
     external = param_bytes > ONNX_PROTO_LIMIT * 0.9
 
-    if label_file is None and spec.num_classes == 400:
-        label_file = kinetics400_label_file()
+    label_file = default_label_file(spec.num_classes, label_file)
     spec.label_file = Path(label_file).name if label_file is not None else None
     spec.opset = opset
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import VideoReadError
+from ...utils import first_line
 from . import default_workers, ordered_map
 from .lists import ListEntry, read_list
 
@@ -47,6 +48,8 @@ def check_entry(entry: ListEntry, kind: str, num_seg: int = 8, full: bool = True
 def _decode_to_end(path: str) -> None:
     import av
 
+    from ..video import is_truncated
+
     decoded = 0
     try:
         with av.open(path) as container:
@@ -56,9 +59,8 @@ def _decode_to_end(path: str) -> None:
             for _ in container.decode(stream):
                 decoded += 1
     except (av.FFmpegError, OSError, EOFError) as err:
-        raise VideoReadError(path, f"decoding fails after frame {decoded}: {str(err).splitlines()[0]}") from None
-    # Headers can be off by a frame or two (B-frame delay, a dropped last frame).
-    if decoded + max(2, promised // 100) < promised:
+        raise VideoReadError(path, f"decoding fails after frame {decoded}: {first_line(err)}") from None
+    if is_truncated(decoded, promised):
         raise VideoReadError(path, f"truncated: the header promises {promised} frames, {decoded} decode")
 
 

@@ -22,8 +22,8 @@ from fractions import Fraction
 from pathlib import Path
 
 from ...errors import UserError
-from ...utils import atomic_write_text
-from ..files import VIDEO_EXTENSIONS, find_videos
+from ...utils import atomic_write_text, first_line
+from ..files import VIDEO_EXTENSIONS, count_frames, find_videos
 from . import default_workers, ordered_map
 from .lists import read_list
 
@@ -45,7 +45,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
     from ...errors import VideoReadError
 
     if frame_dir.is_dir():
-        return sum(1 for name in os.listdir(frame_dir) if name.startswith("img_"))
+        return count_frames(frame_dir)
     if not Path(video).is_file():
         raise VideoReadError(video, "file not found")
     scratch = frame_dir.with_name(f".{frame_dir.name}.tmp{os.getpid()}")
@@ -73,7 +73,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
             raise VideoReadError(video, "no decodable frames")
         os.replace(scratch, frame_dir)
     except (av.FFmpegError, OSError, EOFError) as err:
-        raise VideoReadError(video, f"cannot decode after frame {count}: {str(err).splitlines()[0]}") from None
+        raise VideoReadError(video, f"cannot decode after frame {count}: {first_line(err)}") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return count

@@ -30,6 +30,7 @@ from pathlib import Path
 from ...download import DownloadItem, download_many
 from ...errors import UserError
 from ...utils import atomic_path, atomic_write_text
+from ..files import count_frames
 
 BASE_URL = "https://www.crcv.ucf.edu/data/UCF101/"
 ARCHIVE = "UCF101.rar"
@@ -87,13 +88,6 @@ def read_split_file(path: Path, classes: dict[str, int]) -> list[tuple[str, int]
             raise UserError(f"{path} line {number}: label {fields[1]} disagrees with classInd.txt ({class_name} is {label + 1})")
         entries.append((name, label))
     return entries
-
-
-def count_frames(frame_dir: Path) -> int:
-    try:
-        return sum(1 for name in os.listdir(frame_dir) if name.startswith("img_"))
-    except OSError:
-        return 0
 
 
 def write_ucf101_lists(root: str | os.PathLike, fmt: str = "videos", progress: bool = True) -> Ucf101Summary:
