@@ -6,6 +6,7 @@
     data download --links FILE --out DIR [--workers N]
     data download ucf101 --out DIR
     data extract-frames LIST_OR_DIR --out DIR [--workers N]
+    data folder ROOT -o DIR [--val 0.2] [--test 0] [--seed 0] [--base CONFIG] [--weights W]
     data check LIST [--data_prefix P] [--suffix S] [--workers N] [--quick]
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("data", help="prepare datasets: synth, ucf101, k400, download, extract-frames, check")
+    parser = sub.add_parser("data", help="prepare datasets: synth, folder, ucf101, k400, download, extract-frames, check")
     tasks = parser.add_subparsers(dest="data_command", metavar="TASK", required=True)
 
     synth = tasks.add_parser("synth", help="write a small motion-direction video dataset (→ ← ↑ ↓)")
@@ -62,6 +63,17 @@ def register(sub) -> None:
     frames.add_argument("--suffix", default="", help="suffix appended to the list's paths (e.g. .avi)")
     frames.add_argument("--workers", type=int, default=None, help="processes (default: cores, at most 8)")
     frames.set_defaults(func=run_extract_frames)
+
+    folder = tasks.add_parser("folder", help="ROOT/<class>/<videos> -> train/val(/test) lists, labels.txt, config.yaml")
+    folder.add_argument("root", metavar="ROOT", help="one sub-folder of videos per class (nested folders count)")
+    folder.add_argument("-o", "--out", required=True, metavar="DIR", help="where the lists, labels.txt and config.yaml go")
+    folder.add_argument("--val", type=float, default=0.2, help="fraction of each class for validation (default 0.2)")
+    folder.add_argument("--test", type=float, default=0.0, help="fraction of each class for a test list (default 0: test on val)")
+    folder.add_argument("--seed", type=int, default=0, help="fixes the split (default 0)")
+    folder.add_argument("--base", default="configs/timesformer_k400_videos.yaml", help="config to start from (default: the K400 recipe; configs/demo_motion.yaml for small clips)")
+    folder.add_argument("--weights", default=None, help="fine-tuning init recorded in the config (MODEL.backbone.pretrained)")
+    folder.add_argument("--workers", type=int, default=None, help="processes for the decode check (default: cores, at most 8)")
+    folder.set_defaults(func=run_folder)
 
     check = tasks.add_parser("check", help="decode every entry of a list; exit 1 if any is broken or missing")
     check.add_argument("list", metavar="LIST", help="a video list (`path label`) or frames list (`frame_dir num_frames label`)")
@@ -172,6 +184,24 @@ def run_extract_frames(args: argparse.Namespace) -> int:
         f"{len(summary.failed)} failed (left out); data_prefix: {args.out}"
     )
     return 1 if summary.failed else 0
+
+
+def run_folder(args: argparse.Namespace) -> int:
+    from ..data.prepare.folder import FolderOptions, prepare_folder
+
+    options = FolderOptions(Path(args.root), Path(args.out), args.val, args.test, args.seed, args.base, args.weights, args.workers)
+    summary = prepare_folder(options)
+    for path, reason in summary.skipped:
+        print(f"skipped {path}: {reason}")
+    splits = list(summary.lists)
+    width = max(len(name) for name in summary.classes + ["class"])
+    print("  ".join(["class".ljust(width)] + [s.rjust(5) for s in splits]))
+    for name in summary.classes:
+        print("  ".join([name.ljust(width)] + [str(summary.counts[name][s]).rjust(5) for s in splits]))
+    print(summary.summary_line())
+    print(f"wrote {', '.join(str(p) for p in summary.lists.values())}, {summary.labels_file}, {summary.config_file}")
+    print(f"next: timesformer train -c {summary.config_file} --validate" + ("" if args.weights else " -w WEIGHTS"))
+    return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
