@@ -104,3 +104,45 @@ def test_two_processes_count_every_video_once(setup):
     expected1, expected5, _ = direct_metrics(setup, "score")
     assert (count, skipped) == (10, 3)
     assert top1 == pytest.approx(expected1, abs=5e-5) and top5 == pytest.approx(expected5, abs=5e-5)
+
+
+EVAL_SCRIPT = """
+import sys, numpy as np
+from timesformer.engine import distributed
+from timesformer.engine.config import load_config
+from timesformer.engine.evaluate import run_test
+from timesformer.engine.logging import RunLogger
+ctx = distributed.setup("cpu")
+r = run_test(load_config(sys.argv[1]), sys.argv[2], ctx, RunLogger(None, enabled=False))
+if ctx.is_main:
+    np.savez(sys.argv[3], indices=r.indices, labels=r.labels, scores=r.scores, paths=np.array(r.paths),
+             failed=np.array([f"{i}|{p}|{why}" for i, p, why in r.failed]), top=np.array([r.top1, r.top5, r.count]))
+distributed.teardown(ctx)
+"""
+
+
+def test_per_video_results_are_gathered_exactly_under_torchrun(setup, tmp_path):
+    """indices / paths / labels / scores / failed: one row per readable video, sorted by index, the
+    same from 2 torchrun processes as from one, and matching the list file and the model."""
+    script = tmp_path / "eval.py"
+    script.write_text(EVAL_SCRIPT)
+    args = [str(script), str(setup / "tiny.yaml"), str(setup / "model.safetensors")]
+    one = subprocess.run([sys.executable, *args, str(tmp_path / "one.npz")], capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          *args, str(tmp_path / "two.npz")], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    lines = [line.rsplit(" ", 1) for line in (setup / "test.list").read_text().splitlines()]
+    readable = [i for i, (path, _) in enumerate(lines) if not path.endswith(BROKEN)]
+    for r in (a, b):
+        assert r["indices"].tolist() == readable  # each readable video once, by index
+        assert r["paths"].tolist() == [lines[i][0] for i in readable]
+        assert r["labels"].tolist() == [int(lines[i][1]) for i in readable]
+        assert r["scores"].shape == (10, CLASSES) and r["scores"].dtype == np.float32
+        assert [f.split("|")[0] for f in r["failed"]] == ["3", "4", "5"]
+        # top-1 is the argmax of the returned scores: they are the ones that were ranked
+        assert r["top"][0] == pytest.approx(np.mean(r["scores"].argmax(1) == r["labels"]))
+    np.testing.assert_allclose(a["scores"], b["scores"], rtol=0, atol=1e-5)
+    assert a["failed"].tolist() == b["failed"].tolist()
+    assert np.ptp(a["scores"], axis=0).max() > 0.1  # videos score differently: the row order is checked too

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .devices import resolve_amp_dtype, resolve_device
 from .errors import UserError
 from .model.timesformer import TimeSformer, TimeSformerConfig
 from .utils import atomic_write_text
@@ -690,18 +691,6 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name}: not a device (use cpu, cuda, cuda:N or auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return device
-
-
 def run_bench(options: argparse.Namespace) -> dict:
     """Run what `options` (the `timesformer bench` flags) ask for; print the table, write JSON."""
     if options.repeat < 1 or options.warmup < 0:
@@ -713,8 +702,8 @@ def run_bench(options: argparse.Namespace) -> dict:
         if options.threads < 1:
             raise UserError(f"--threads {options.threads}: need at least 1")
         torch.set_num_threads(options.threads)
-    if "fp16" in options.precision and device.type != "cuda":
-        raise UserError("--precision fp16: needs a CUDA device; on CPU use bf16")
+    for precision in options.precision:
+        resolve_amp_dtype(device, precision)  # fp16 on CPU: one line, before any work
     for video in options.videos or ():
         if not Path(video).is_file():
             raise UserError(f"--videos {video}: file not found")

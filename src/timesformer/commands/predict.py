@@ -111,8 +111,7 @@ def format_prediction(p, top_k: int) -> str:
 
 
 def _build_predictor(args: argparse.Namespace, cfg):
-    import torch
-
+    from ..devices import resolve_device
     from ..export.predictor import Predictor
 
     weights = args.weights
@@ -138,8 +137,8 @@ def _build_predictor(args: argparse.Namespace, cfg):
 
     if not weights:
         raise UserError("give --model_file (an exported ONNX model) or -w/--weights (a checkpoint)")
-    device = "cuda" if args.use_gpu and torch.cuda.is_available() else "cpu"
-    if args.use_gpu and device == "cpu":
+    device = resolve_device("auto" if args.use_gpu else "cpu")
+    if args.use_gpu and device.type == "cpu":
         print("[predict] --use_gpu=True but no CUDA device is available: running on CPU", file=sys.stderr)
     return Predictor.from_weights(
         weights,

@@ -26,8 +26,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from ..devices import resolve_amp_dtype
     from ..engine import distributed
     from ..engine.config import load_config
     from ..engine.evaluate import run_test
@@ -38,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = distributed.setup(args.device)
     log = RunLogger(None, enabled=ctx.is_main)
     try:
-        result = run_test(cfg, args.weights, ctx, log, torch.bfloat16 if args.amp else None)
+        result = run_test(cfg, args.weights, ctx, log, resolve_amp_dtype(ctx.device, "bf16" if args.amp else "fp32"))
     finally:
         distributed.teardown(ctx)
     if result.count == 0:

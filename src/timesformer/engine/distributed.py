@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
 from ..errors import UserError
 
 
@@ -39,25 +40,12 @@ class RankLostError(UserError):
     """Another rank of a distributed job died; the job cannot go on (torchrun has the details)."""
 
 
-def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """`requested` ("cpu", "cuda", "cuda:1") or, by default, this rank's GPU when there is one."""
-    if requested in (None, "", "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {requested!r}: CUDA is not available on this machine")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(requested_device: str | None = None) -> DistContext:
     """Join the process group when launched by torchrun with WORLD_SIZE > 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(requested_device, local_rank)
+    device = resolve_device(requested_device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
+from ..inference.views import average_views
 from ..model.checkpoints import load_weights
 from ..model.timesformer import build_model
 from .config import Config
@@ -21,22 +23,24 @@ from .sampler import EvalBatchSampler, build_dataset, make_loader
 
 @dataclass
 class EvalResult:
+    """Set-level metrics and the per-video results they come from, sorted by dataset index.
+
+    `scores[i]` is video `indices[i]`'s view-averaged score vector (the one top-k ranks); every
+    readable video appears once whatever the number of processes.
+    """
+
     top1: float
     top5: float
     count: int  # videos evaluated
     failed: list[tuple[int, str, str]] = field(default_factory=list)  # (index, path, reason), by index
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
+    paths: list[str] = field(default_factory=list)  # [N]
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # [N]
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [N, C]
 
     @property
     def skipped(self) -> int:
         return len(self.failed)
-
-
-def average_views(logits: torch.Tensor, num_views: int, avg_type: str = "score") -> torch.Tensor:
-    """`[B*V, C]` view logits -> `[B, C]`: mean of the logits ("score") or of their softmaxes ("prob")."""
-    views = logits.float().view(-1, num_views, logits.shape[-1])
-    if avg_type == "prob":
-        return views.softmax(dim=-1).mean(dim=1)
-    return views.mean(dim=1)
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,7 +66,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     device = ctx.device
-    results: dict[int, tuple[bool, bool]] = {}
+    videos: dict[int, tuple[str, int, np.ndarray]] = {}  # index -> (path, label, scores)
     failed: dict[int, tuple[str, str]] = {}
     for batch in loader:
         for index, path, reason in batch["failed"]:
@@ -73,23 +77,35 @@ def evaluate(
             clip = clip.to(device, non_blocking=True).flatten(0, 1)  # [B*V, 3, T, H, W]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(clip)
-            scores = average_views(logits, num_views, avg_type)
-            top1, top5 = topk_correct(scores, batch["label"].to(device))
-            for index, hit1, hit5 in zip(batch["index"].tolist(), top1.tolist(), top5.tolist()):
-                results[int(index)] = (hit1, hit5)
+            scores = average_views(logits, num_views, avg_type).cpu().numpy()
+            for row, (index, label, path) in enumerate(zip(batch["index"].tolist(), batch["label"].tolist(), batch["path"])):
+                videos[int(index)] = (str(path), int(label), scores[row])
         if progress is not None:
             progress()
     model.train(was_training)
+    return merge_results(all_gather_objects((videos, failed), ctx))
 
-    merged: dict[int, tuple[bool, bool]] = {}
-    merged_failed: dict[int, tuple[str, str]] = {}
-    for rank_results, rank_failed in all_gather_objects((results, failed), ctx):
-        merged.update(rank_results)
-        merged_failed.update(rank_failed)
-    count = len(merged)
-    top1 = sum(hit1 for hit1, _ in merged.values()) / count if count else 0.0
-    top5 = sum(hit5 for _, hit5 in merged.values()) / count if count else 0.0
-    return EvalResult(top1, top5, count, [(i, *merged_failed[i]) for i in sorted(merged_failed)])
+
+def merge_results(shares: list[tuple[dict, dict]]) -> EvalResult:
+    """One `EvalResult` from every rank's (videos, failed) share; top-k from the merged scores."""
+    videos: dict[int, tuple[str, int, np.ndarray]] = {}
+    failed: dict[int, tuple[str, str]] = {}
+    for rank_videos, rank_failed in shares:
+        videos.update(rank_videos)
+        failed.update(rank_failed)
+    order = sorted(videos)
+    count = len(order)
+    indices = np.asarray(order, dtype=np.int64)
+    labels = np.asarray([videos[i][1] for i in order], dtype=np.int64)
+    scores = np.stack([videos[i][2] for i in order]).astype(np.float32) if count else np.zeros((0, 0), np.float32)
+    top1 = top5 = 0.0
+    if count:
+        hit1, hit5 = topk_correct(torch.from_numpy(scores), torch.from_numpy(labels))
+        top1, top5 = hit1.double().mean().item(), hit5.double().mean().item()
+    return EvalResult(
+        top1, top5, count, [(i, *failed[i]) for i in sorted(failed)],
+        indices=indices, paths=[videos[i][0] for i in order], labels=labels, scores=scores,
+    )  # fmt: skip
 
 
 def run_test(cfg: Config, weights: str, ctx: DistContext, log: RunLogger, amp_dtype: torch.dtype | None = None) -> EvalResult:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..devices import resolve_amp_dtype
 from ..errors import UserError
 from ..model.checkpoints import load_weights, save_model
 from ..model.timesformer import build_model
@@ -149,12 +150,10 @@ def lr_schedule(cfg: Config) -> LRSchedule:
 
 
 def amp_settings(cfg: Config, options: TrainOptions, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, use a gradient scaler). fp16 autocast gets a scaler on CUDA only."""
+    """(autocast dtype or None, use a gradient scaler): fp16 needs the scaler, bf16 does not."""
     if not (options.amp or cfg.amp):
         return None, False
-    dtype = torch.float16 if cfg.amp_dtype == "float16" else torch.bfloat16
-    if device.type != "cuda":
-        dtype = torch.bfloat16  # fp16 on CPU is slow and would need loss scaling: bf16 needs neither
+    dtype = resolve_amp_dtype(device, cfg.amp_dtype)
     return dtype, dtype == torch.float16
 
 
