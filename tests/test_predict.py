@@ -219,3 +219,16 @@ def test_bf16_autocast_keeps_the_ranking(synth):
     bf16 = Predictor.from_weights(synth["weights"], precision="bf16").predict([synth["videos"][1]], top_k=4)[0]
     assert bf16.topk_class[0] == fp32.topk_class[0]
     np.testing.assert_allclose(bf16.topk_scores[0], fp32.topk_scores[0], atol=0.05)
+
+
+def test_inference_does_not_load_the_training_engine():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, timesformer.export.predictor, timesformer.inference;"
+        "bad = sorted(m for m in sys.modules if m.startswith(('timesformer.engine', 'timesformer.commands')));"
+        "print(bad); raise SystemExit(1 if bad else 0)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -62,7 +62,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
     from ..errors import VideoReadError
-    from ..export.predictor import list_videos
+    from ..inference.inputs import list_videos
     from ..utils import atomic_write_text
 
     if args.override and not args.config:
@@ -112,7 +112,7 @@ def format_prediction(p, top_k: int) -> str:
 
 def _build_predictor(args: argparse.Namespace, cfg):
     from ..devices import resolve_device
-    from ..export.predictor import Predictor
+    from ..inference import Predictor
 
     weights = args.weights
     if args.model_file and weights:

@@ -1,0 +1,345 @@
+"""`Predictor`: videos in, top-k classes, embeddings or a timeline out, on either engine.
+
+    predictor = Predictor.from_weights("TimeSformer_k400.pdparams", config="configs/timesformer_k400_videos.yaml")
+    predictor = Predictor.from_onnx("inference/TimeSformer/TimeSformer.onnx")
+    for p in predictor.predict(["data/example.avi"], top_k=5):
+        print(p.video_id, p.topk_class, p.topk_scores, p.topk_label)
+    rows, records = predictor.features(["a.mp4", "b.mp4"])       # [N, D], one dict per row
+    timeline = predictor.timeline("match.mp4", window=8, stride=4)  # one prediction per window
+
+Both engines take PaddleVideo's input layout, `[N, 3, views * num_seg, H, W]` (the three test
+crops stacked along T), run every crop as one clip and average the views (`avg_type`), so
+an ONNX file and the weights it came from give the same answer. Whole videos are decoded by
+a thread pool ahead of the model, the windows of a long video by one thread decoding it
+front to back, so decoding overlaps the forward pass.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.pipeline import VideoPipeline
+from ..errors import CheckpointError, UserError, VideoReadError
+from .decode import decode_ahead, in_background
+from .engines import OnnxEngine, TorchEngine
+from .inputs import list_videos
+from .labels import default_labels
+from .loading import load_checked_model
+from .spec import SPEC_SUFFIX, InferenceSpec
+from .views import stack_views
+from .windows import Window, check_window_args, iter_window_frames, plan_windows, probe
+
+
+@dataclass
+class Prediction:
+    video_id: str
+    topk_class: list[int]
+    topk_scores: list[float]
+    topk_label: list[str] | None = None
+
+
+@dataclass
+class WindowPrediction:
+    start_s: float
+    end_s: float
+    topk_class: list[int]
+    topk_scores: list[float]
+    topk_label: list[str] | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Timeline:
+    """One video's predictions along time; `probs` `[W, classes]` holds every class's probability."""
+
+    video_id: str
+    windows: list[WindowPrediction]
+    probs: np.ndarray
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(probs: np.ndarray, k: int) -> tuple[list[int], list[float]]:
+    """Classes by decreasing probability (ties: lower id first) and their probabilities."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [int(i) for i in order], [float(probs[i]) for i in order]
+
+
+def video_id(path: str) -> str:
+    """A video's name in features.jsonl: its file name without the extension."""
+    return Path(path).stem
+
+
+def _check_positive(flag: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise UserError(f"{flag} {value}: must be a whole number >= 1")
+
+
+class Predictor:
+    """Decode videos, run an engine on batches, return top-k classes, embeddings or timelines."""
+
+    def __init__(self, engine, spec: InferenceSpec, labels: list[str] | None = None, num_workers: int = 2):
+        self.engine = engine
+        self.spec = spec
+        self.labels = labels
+        self.num_workers = max(1, num_workers)
+        self.pipeline = VideoPipeline.for_mode(
+            "test",
+            spec.num_seg,
+            mean=spec.mean,
+            std=spec.std,
+            short_side_min=spec.short_size,
+            short_side_max=spec.short_size,
+            crop_size=spec.target_size,
+        )
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: str | os.PathLike,
+        config=None,
+        overrides: Sequence[str] = (),
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        label_file: str | os.PathLike | None = None,
+        num_workers: int = 2,
+    ) -> "Predictor":
+        """PyTorch engine from any checkpoint `timesformer.load_model` reads.
+
+        With a config, the model is the config's architecture (checked against the
+        checkpoint) and the test pipeline is the config's; without one, both come from the
+        checkpoint and PaddleVideo's TimeSformer test pipeline. `precision`: "fp32", "bf16",
+        "fp16" (CUDA) or "auto" (bf16 where the device computes it natively).
+        """
+        model, spec = load_checked_model(weights, config, overrides)
+        return cls.from_model(model, spec, device, precision, label_file, num_workers)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: nn.Module,
+        spec: InferenceSpec | None = None,
+        device: str | torch.device = "cpu",
+        precision: str = "fp32",
+        label_file: str | os.PathLike | None = None,
+        num_workers: int = 2,
+    ) -> "Predictor":
+        """PyTorch engine on a model in memory (its own test pipeline unless `spec` says otherwise)."""
+        spec = spec or InferenceSpec.from_model(model.config.to_dict())
+        engine = TorchEngine(model, spec, device=device, precision=precision)
+        return cls(engine, spec, default_labels(spec.num_classes, label_file), num_workers)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        model_file: str | os.PathLike,
+        use_gpu: bool = False,
+        label_file: str | os.PathLike | None = None,
+        num_workers: int = 2,
+    ) -> "Predictor":
+        """ONNX Runtime engine for a `timesformer export` file (its JSON beside it says what it expects)."""
+        model_file = Path(model_file)
+        if not model_file.is_file():
+            raise CheckpointError(f"{model_file}: ONNX model file not found")
+        spec_file = model_file.with_suffix(SPEC_SUFFIX)
+        spec = InferenceSpec.from_json_file(spec_file) if spec_file.is_file() else None
+        engine = OnnxEngine(model_file, use_gpu=use_gpu)
+        if spec is None:  # an ONNX file from elsewhere: read the class count, assume PaddleVideo's pipeline
+            output = engine.session.get_outputs()[0].shape
+            spec = InferenceSpec(num_classes=output[-1] if isinstance(output[-1], int) else 400)
+        if label_file is None and spec.label_file:
+            label_file = model_file.parent / spec.label_file
+        return cls(engine, spec, default_labels(spec.num_classes, label_file), num_workers)
+
+    # ------------------------------------------------------------------- clips
+
+    def load_clip(self, path: str | os.PathLike) -> torch.Tensor:
+        """`[3, V*T, H, W]` test tensor of one video; `VideoReadError` naming it if unreadable."""
+        return stack_views(self.pipeline(path))
+
+    def clip_from_frames(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """`[3, V*T, H, W]` from `num_seg` uint8 `[H, W, 3]` RGB frames: the config's scale, crops, normalization."""
+        return stack_views(self.pipeline.transform(np.stack(frames)))
+
+    def scores(self, clips: torch.Tensor) -> np.ndarray:
+        """Class probabilities `[N, classes]` of a batch of clips `[N, 3, V*T, H, W]`."""
+        outputs = self.engine(clips)
+        return outputs if self.spec.output == "probs" else softmax(outputs)
+
+    def predict_clips(self, clips: torch.Tensor, top_k: int = 5, video_ids: Sequence[str] | None = None) -> list[Prediction]:
+        """Top-k of each clip of a batch `[N, 3, V*T, H, W]` (from `load_clip`), one `Prediction` each."""
+        k = min(top_k, self.spec.num_classes)
+        ids = video_ids if video_ids is not None else [str(i) for i in range(len(clips))]
+        return [Prediction(vid, *self._top(row, k)) for vid, row in zip(ids, self.scores(clips))]
+
+    def _top(self, probs: np.ndarray, k: int) -> tuple[list[int], list[float], list[str] | None]:
+        classes, scores = top_k(probs, k)
+        return classes, scores, [self.labels[c] for c in classes] if self.labels else None
+
+    # ------------------------------------------------------------------- whole videos
+
+    def iter_predict(
+        self, videos: Iterable[str], top_k: int = 5, batch_size: int = 1
+    ) -> Iterator[Prediction | VideoReadError]:
+        """One `Prediction` per readable video and one `VideoReadError` per unreadable one, in input order."""
+        _check_positive("--top_k", top_k)
+        _check_positive("--batch_size", batch_size)
+        for paths, clips, errors in self._batches(videos, self.load_clip, batch_size):
+            if paths:
+                yield from self.predict_clips(torch.stack(clips), top_k, paths)
+            yield from errors
+
+    def predict(self, videos: str | os.PathLike | Iterable[str], top_k: int = 5, batch_size: int = 1) -> list[Prediction]:
+        """Predictions for a video, a folder, a list file or a list of paths; raises `VideoReadError` on a broken video."""
+        return _raise_errors(self.iter_predict(_as_list(videos), top_k=top_k, batch_size=batch_size))
+
+    def _batches(self, videos: Iterable[str], load, batch_size: int):
+        """`(paths, loaded, errors)` groups in input order: up to `batch_size` readable videos,
+        then the errors met while gathering them (an error alone when no video is pending)."""
+        paths, loaded, errors = [], [], []
+        for path, value, error in decode_ahead(videos, load, self.num_workers):
+            if error is not None:
+                errors.append(error)
+                if not paths:
+                    yield [], [], errors
+                    errors = []
+                continue
+            paths.append(path)
+            loaded.append(value)
+            if len(paths) == batch_size:
+                yield paths, loaded, errors
+                paths, loaded, errors = [], [], []
+        if paths or errors:
+            yield paths, loaded, errors
+
+    # ------------------------------------------------------------------- features
+
+    def iter_features(
+        self, videos: Iterable[str], window: float | None = None, stride: float | None = None, batch_size: int = 1
+    ) -> Iterator[tuple[str, np.ndarray, list[dict]] | VideoReadError]:
+        """Per readable video `(path, rows [n, D] float32, n records)`, or its `VideoReadError`, in input order.
+
+        Without `window` a video gives one row: the final-norm cls token of each test view,
+        averaged over the views; with `window` (seconds) one row per window (see `timeline`).
+        Records: `{"video_id", "path", "start_s", "end_s"}`.
+        """
+        check_window_args(window, stride)
+        _check_positive("--batch_size", batch_size)
+        if window is not None:
+            for path in videos:
+                try:
+                    spans, rows = [], []
+                    for windows, clips in self._window_batches(path, window, stride, batch_size):
+                        spans += windows
+                        rows.append(self.engine.features(clips))
+                except VideoReadError as err:
+                    yield err
+                    continue
+                records = [_record(path, w.start_s, w.end_s) for w in spans]
+                yield path, np.concatenate(rows).astype(np.float32), records
+            return
+
+        def load(path: str):
+            clip = self.load_clip(path)
+            return clip, min(self.pipeline.sampling_rate * self.spec.num_seg / self.pipeline.target_fps, probe(path).duration_s)
+
+        for paths, loaded, errors in self._batches(videos, load, batch_size):
+            if paths:
+                rows = self.engine.features(torch.stack([clip for clip, _ in loaded])).astype(np.float32)
+                for i, (path, (_, end_s)) in enumerate(zip(paths, loaded)):
+                    yield path, rows[i : i + 1], [_record(path, 0.0, end_s)]
+            yield from errors
+
+    def features(
+        self, videos: str | os.PathLike | Iterable[str], window: float | None = None, stride: float | None = None,
+        batch_size: int = 1,
+    ) -> tuple[np.ndarray, list[dict]]:
+        """Embeddings `[N, D]` float32 and one record per row (`video_id`, `path`, `start_s`, `end_s`).
+
+        One row per video (views averaged), or per window with `window` seconds; raises
+        `VideoReadError` on a broken video (`iter_features` skips them instead).
+        """
+        results = _raise_errors(self.iter_features(_as_list(videos), window, stride, batch_size))
+        if not results:
+            return np.zeros((0, 0), np.float32), []
+        return np.concatenate([rows for _, rows, _ in results]), [r for _, _, records in results for r in records]
+
+    # ------------------------------------------------------------------- timelines
+
+    def window_clips(self, path: str | os.PathLike, window: float, stride: float | None = None) -> Iterator[tuple[Window, torch.Tensor]]:
+        """`(Window, clip [3, V*T, H, W])` along a video, decoded once front to back (see `windows`)."""
+        check_window_args(window, stride)
+        path = str(path)
+        windows = plan_windows(probe(path), window, stride, self.spec.num_seg)
+        for span, frames in iter_window_frames(path, windows):
+            yield span, self.clip_from_frames(frames)
+
+    def _window_batches(self, path: str, window: float, stride: float | None, batch_size: int):
+        """Batches `(windows, clips [n, 3, V*T, H, W])`, decoded and transformed by a thread ahead of the model."""
+        spans, clips = [], []
+        for span, clip in in_background(self.window_clips(path, window, stride), maxsize=batch_size + 1):
+            spans.append(span)
+            clips.append(clip)
+            if len(spans) == batch_size:
+                yield spans, torch.stack(clips)
+                spans, clips = [], []
+        if spans:
+            yield spans, torch.stack(clips)
+
+    def timeline(
+        self, path: str | os.PathLike, window: float, stride: float | None = None, top_k: int = 5, batch_size: int = 1
+    ) -> Timeline:
+        """Top-k of each window `[start, start + window)` (every `stride` seconds, default `window`).
+
+        Each window is sampled as the test pipeline samples a whole clip: `num_seg` frames
+        spread over it, the config's crops. The video is decoded once; `VideoReadError` if broken.
+        """
+        _check_positive("--top_k", top_k)
+        _check_positive("--batch_size", batch_size)
+        k = min(top_k, self.spec.num_classes)
+        windows, probs = [], []
+        for spans, clips in self._window_batches(str(path), window, stride, batch_size):
+            for span, row in zip(spans, self.scores(clips)):
+                windows.append(WindowPrediction(span.start_s, span.end_s, *self._top(row, k)))
+                probs.append(row)
+        return Timeline(str(path), windows, np.stack(probs))
+
+    def iter_timelines(
+        self, videos: Iterable[str], window: float, stride: float | None = None, top_k: int = 5, batch_size: int = 1
+    ) -> Iterator[Timeline | VideoReadError]:
+        """`timeline` of each video, or its `VideoReadError`, in input order."""
+        check_window_args(window, stride)
+        for path in videos:
+            try:
+                yield self.timeline(path, window, stride, top_k, batch_size)
+            except VideoReadError as err:
+                yield err
+
+
+def _record(path: str, start_s: float, end_s: float) -> dict:
+    return {"video_id": video_id(path), "path": str(path), "start_s": round(float(start_s), 6), "end_s": round(float(end_s), 6)}
+
+
+def _as_list(videos: str | os.PathLike | Iterable[str]) -> list[str]:
+    return list_videos(videos) if isinstance(videos, (str, os.PathLike)) else [str(v) for v in videos]
+
+
+def _raise_errors(results: Iterable) -> list:
+    out = []
+    for result in results:
+        if isinstance(result, VideoReadError):
+            raise result
+        out.append(result)
+    return out
