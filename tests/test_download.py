@@ -186,7 +186,9 @@ def test_cli_link_list(server, tmp_path, capsys):
     links.write_text(f"{server.url}/a/train_part1.tar\n{server.url}/a/gone.tar\n")
     assert main(["data", "download", "--links", str(links), "--out", str(out)]) == 1
     captured = capsys.readouterr()
-    assert "gone.tar" in captured.out + captured.err and "1 of 2" in captured.out
+    # The file already there is not counted as downloaded, the one that failed is not either.
+    assert "gone.tar" in captured.out + captured.err
+    assert "downloaded 0 of 2 files" in captured.out and "1 already there" in captured.out and "1 failed" in captured.out
 
 
 def test_cli_missing_link_list_is_one_line(tmp_path, capsys):

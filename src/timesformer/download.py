@@ -28,6 +28,7 @@ from .errors import UserError
 from .utils import sha256_file
 
 CHUNK = 1 << 20
+NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS)
 # Worth another try: the network, the server being busy, or a server-side failure.
 RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
@@ -48,16 +49,25 @@ class DownloadResult:
     item: DownloadItem
     path: Path | None  # None when it failed
     error: str | None = None
+    present: bool = False  # the file was already there (complete, its sha256 matching when known): not fetched
 
 
 def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + ".part")
 
 
-def file_name_from_url(url: str) -> str:
+def file_name_from_url(url: str, where: str | None = None) -> str:
+    """The file name a URL's path ends in (percent-decoded), checked to be a plain, writable
+    name: not empty, `.` or `..`, no control characters (`%00`), at most 250 bytes."""
+    shown = url if len(url) <= 120 else url[:119] + "…"
+    prefix = f"{where}: {shown}" if where else shown
     name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
-    if not name:
-        raise UserError(f"{url}: the URL names no file")
+    if not name or name in (".", ".."):
+        raise UserError(f"{prefix}: the URL names no file")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UserError(f"{prefix}: the URL's file name holds a control character (such as %00)")
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX - len(".part"):
+        raise UserError(f"{prefix}: the URL's file name is longer than {NAME_MAX - len('.part')} bytes")
     return name
 
 
@@ -127,6 +137,9 @@ def download_many(
                 counted["done"] += n
 
         try:
+            if _already_there(item.url, item.dest, item.sha256):
+                on_start(item.dest.stat().st_size, item.dest.stat().st_size)
+                return DownloadResult(item, item.dest, present=True)
             return DownloadResult(item, _fetch(item.url, item.dest, item.sha256, retries, backoff, timeout, on_start, on_bytes))
         except UserError as err:
             return DownloadResult(item, None, str(err))
@@ -157,11 +170,11 @@ def _fetch(
     on_bytes: Callable[[int], None],
 ) -> Path:
     sha256 = sha256.lower() if sha256 else None
-    if dest.exists():
-        if sha256 is None or sha256_file(dest) == sha256:
-            on_start(dest.stat().st_size, dest.stat().st_size)
-            return dest
-        raise UserError(f"{dest}: already exists with a different sha256 than {url} should have; delete it to download again")
+    if _already_there(url, dest, sha256):
+        on_start(dest.stat().st_size, dest.stat().st_size)
+        return dest
+    if dest.parent.exists() and not dest.parent.is_dir():
+        raise UserError(f"{dest.parent}: exists and is not a folder; cannot save {dest.name} there")
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = part_path(dest)
     for attempt in range(retries + 1):
@@ -181,6 +194,21 @@ def _fetch(
         os.fsync(f.fileno())
     os.replace(part, dest)
     return dest
+
+
+def _already_there(url: str, dest: Path, sha256: str | None) -> bool:
+    """True when `dest` is a complete earlier download (its sha256 matching, when known).
+
+    A folder or other non-file in its place, or a file with the wrong sha256, is an error:
+    it is never reported as downloaded.
+    """
+    if not dest.exists() and not dest.is_symlink():
+        return False
+    if not dest.is_file():
+        raise UserError(f"{dest}: exists and is not a file, so {url} cannot be saved there")
+    if sha256 is not None and sha256_file(dest) != sha256.lower():
+        raise UserError(f"{dest}: already exists with a different sha256 than {url} should have; delete it to download again")
+    return True
 
 
 def _transfer(url: str, part: Path, timeout: float, on_start, on_bytes) -> None:

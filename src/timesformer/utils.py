@@ -62,14 +62,16 @@ def _flat(paths: dict[str, PathLike | Iterable[PathLike] | None]) -> list[tuple[
     return flat
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """True when `a` and `b` name one file: after resolving symlinks and `..`, or as hard links."""
-    if a.resolve() == b.resolve():
-        return True
+def _identities(path: Path) -> list[object]:
+    """What makes two paths one file: the path with symlinks and `..` resolved, and for an
+    existing file its (device, inode), which hard links share."""
+    keys: list[object] = [path.resolve()]
     try:
-        return os.path.samefile(a, b)
-    except OSError:  # either does not exist (yet): resolved paths decide
-        return False
+        st = path.stat()
+        keys.append((st.st_dev, st.st_ino))
+    except OSError:  # not there yet: the resolved path decides
+        pass
+    return keys
 
 
 def check_distinct_paths(
@@ -81,24 +83,32 @@ def check_distinct_paths(
     Keys are what the user typed (`--label_file`, `-o`), values the paths each one reads or
     writes (a path, several, or None). List every file a command writes, including those it
     derives inside an output folder (`OUT/TimeSformer.onnx`), so that an input or another
-    output placed there is caught before anything is written.
+    output placed there is caught before anything is written. Linear in the number of paths.
     """
     from .errors import UserError
 
-    ins, outs = _flat(inputs), _flat(outputs)
-    for i, (out_flag, out_path) in enumerate(outs):
-        for in_flag, in_path in ins:
-            if _same_file(out_path, in_path):
+    read: dict[object, tuple[str, Path]] = {}
+    for flag, path in _flat(inputs):
+        for key in _identities(path):
+            read.setdefault(key, (flag, path))
+    written: dict[object, tuple[str, Path]] = {}
+    for out_flag, out_path in _flat(outputs):
+        keys = _identities(out_path)
+        for key in keys:
+            if key in read:
+                in_flag, in_path = read[key]
                 raise UserError(
                     f"{out_flag} {out_path} would overwrite {in_flag} {in_path} (the same file): "
                     "an output may not replace an input; choose another path"
                 )
-        for other_flag, other_path in outs[i + 1 :]:
-            if _same_file(out_path, other_path):
+            if key in written:
+                other_flag, other_path = written[key]
                 raise UserError(
-                    f"{out_flag} {out_path} and {other_flag} {other_path} are the same file: "
+                    f"{other_flag} {other_path} and {out_flag} {out_path} are the same file: "
                     "two outputs may not share a path; choose another one"
                 )
+        for key in keys:
+            written[key] = (out_flag, out_path)
 
 
 def first_line(err: BaseException | str, limit: int = 200) -> str:

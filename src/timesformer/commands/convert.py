@@ -27,9 +27,12 @@ def run(args: argparse.Namespace) -> int:
     from ..model.checkpoints import model_from_checkpoint, read_checkpoint, save_model
     from ..utils import sha256_file
 
+    from ..utils import check_distinct_paths
+
     dst = Path(args.dst)
     if dst.suffix != ".safetensors":
         raise UserError(f"{dst}: the output must end in .safetensors")
+    check_distinct_paths({"SRC": args.src}, {"DST": dst})
     overrides = {name: getattr(args, name) for name in ("num_heads", "norm_eps", "num_frames") if getattr(args, name) is not None}
     checkpoint = read_checkpoint(args.src)
     model = model_from_checkpoint(checkpoint, args.src, **overrides)

@@ -112,7 +112,7 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_ucf101(args: argparse.Namespace) -> int:
     from ..data.prepare.ucf101 import write_ucf101_lists
 
-    summary = write_ucf101_lists(args.root, args.format)
+    summary = write_ucf101_lists(args.root, args.format)  # inputs and lists have fixed, distinct names
     for name in summary.missing:
         print(f"missing: {name}")
     for path in summary.lists:
@@ -125,11 +125,18 @@ def run_ucf101(args: argparse.Namespace) -> int:
 
 
 def run_k400(args: argparse.Namespace) -> int:
-    from ..data.prepare.k400 import write_k400_list
+    import re
 
+    from ..data.prepare.k400 import write_k400_list
+    from ..errors import UserError
+    from ..utils import check_distinct_paths
+
+    if not re.fullmatch(r"[\w-][\w.-]*", args.split):
+        raise UserError(f"--split {args.split!r}: a split name such as val or train (letters, digits, - _ .)")
     root = Path(args.root)
     annotations = _under_root(args.annotations, root, f"{args.split}.csv")
     videos = _under_root(args.videos, root, "videos")
+    check_distinct_paths({"--annotations": annotations, "--videos": videos}, {"the list ROOT/<split>.list": root / f"{args.split}.list"})
     summary = write_k400_list(root, args.split, annotations, videos)
     for youtube_id, name in summary.missing:
         print(f"missing: {youtube_id} (no {name}.mp4 under {videos})")
@@ -166,18 +173,28 @@ def run_download(args: argparse.Namespace) -> int:
     from ..data.prepare.links import read_link_list
     from ..download import download_many
 
+    from ..utils import check_distinct_paths
+
+    if args.workers < 1 or args.retries < 0:
+        raise UserError(f"--workers {args.workers} --retries {args.retries}: need at least 1 worker and 0 or more retries")
     items = read_link_list(args.links, args.out)
+    check_distinct_paths({"--links": args.links}, {f"the download of {item.url}": item.dest for item in items})
     results = download_many(items, workers=args.workers, retries=args.retries)
     failed = [r for r in results if r.error]
+    present = [r for r in results if r.present]
     for r in failed:
         print(f"failed: {r.error}")
-    print(f"downloaded {len(results) - len(failed)} of {len(results)} files to {args.out}")
+    kept = f"; {len(present)} already there (kept, not fetched again)" if present else ""
+    print(f"downloaded {len(results) - len(failed) - len(present)} of {len(results)} files to {args.out}{kept}; {len(failed)} failed")
     return 1 if failed else 0
 
 
 def run_extract_frames(args: argparse.Namespace) -> int:
     from ..data.prepare.frames import extract_frames
+    from ..utils import check_distinct_paths
 
+    out = Path(args.out)
+    check_distinct_paths({"LIST_OR_DIR": args.source}, {"--out's frames.list": out / "frames.list", "--out's labels.txt": out / "labels.txt"})
     summary = extract_frames(args.source, args.out, args.data_prefix, args.suffix, args.workers)
     print(
         f"wrote {summary.list_path}: {summary.written} videos, {summary.frames} frames; "

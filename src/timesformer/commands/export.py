@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from pathlib import Path
 
 from ..errors import UserError
+from ..utils import check_distinct_paths
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.\[\]-]*=")  # `MODEL.backbone.depth=2`, not a folder name
 
@@ -28,6 +30,22 @@ def split_output_and_overrides(values: list[str], overrides: list[str]) -> tuple
         found = ", ".join(folders) if folders else "none"
         raise UserError(f"-o: give exactly one output folder (found: {found}); config overrides look like -o KEY.PATH=VALUE")
     return folders[0], overrides
+
+
+def export_paths(
+    out_dir: str, save_name: str, label_file: str | None, torch_export: bool, quantize: str | None = None
+) -> dict[str, list[Path]]:
+    """{flag: files it makes `export` write}, for the collision check before anything runs."""
+    out = Path(out_dir)
+    written = {"-o": [out / f"{save_name}.onnx", out / f"{save_name}.onnx.data", out / f"{save_name}.json"]}
+    copy = out / Path(label_file).name if label_file is not None else None
+    if copy is not None and copy.resolve() != Path(label_file).resolve():  # already in OUT_DIR: left as it is
+        written["the copy of --label_file"] = [copy]
+    if torch_export:
+        written["--torch_export"] = [out / f"{save_name}.pt2"]
+    if quantize:
+        written["--quantize"] = [out / f"{save_name}.{quantize}.onnx", out / f"{save_name}.{quantize}.json"]
+    return written
 
 
 def register(sub) -> None:
@@ -46,6 +64,8 @@ def register(sub) -> None:
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: 18)")
     parser.add_argument("--label_file", default=None, help="class names to ship beside the model (default: Kinetics-400 for 400 classes)")
     parser.add_argument("--torch_export", action="store_true", help="also write <save_name>.pt2 (torch.export program, dynamic batch)")
+    parser.add_argument("--quantize", choices=("int8",),
+                        help="also write <save_name>.int8.onnx: ONNX Runtime dynamic int8 quantization of the linear layers")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -56,6 +76,12 @@ def run(args: argparse.Namespace) -> int:
     out_dir, overrides = split_output_and_overrides(args.outputs, args.override)
     if args.label_file is not None and not os.path.isfile(args.label_file):
         raise UserError(f"--label_file {args.label_file}: file not found")
+    if not args.save_name or Path(args.save_name).name != args.save_name or args.save_name in (".", ".."):
+        raise UserError(f"--save_name {args.save_name!r}: give a plain file name stem, without folders")
+    check_distinct_paths(
+        {"-p": args.weights, "-c": args.config, "--label_file": args.label_file},
+        export_paths(out_dir, args.save_name, args.label_file, args.torch_export, args.quantize),
+    )
     model, spec = load_checked_model(args.weights, args.config, overrides)
     cfg = model.config
     print(
@@ -80,5 +106,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"Description: {result.spec_path}")
     if result.torch_export_path:
         print(f"torch.export program: {result.torch_export_path}")
+    if args.quantize == "int8":
+        from ..export.onnx import quantize_int8
+
+        print(f"Int8 model (dynamic quantization, predict takes it as --model_file): {quantize_int8(result.onnx_path)}")
     print(f"Done in {result.seconds:.1f} s")
     return 0

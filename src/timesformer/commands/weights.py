@@ -39,6 +39,10 @@ def run(args: argparse.Namespace) -> int:
     weights = find_weights(args.name)
     url = args.url or weights.resolved_url()
     dest = Path(args.output) / weights.filename
+    if dest.exists() and not dest.is_file():
+        from ..errors import UserError
+
+        raise UserError(f"-o {args.output}: {dest} exists and is not a file")
     print(f"downloading {weights.name} from {url}")
     path = download_file(url, dest, sha256=weights.sha256, progress=args.progress)
     print(f"saved {path} ({path.stat().st_size} bytes, sha256 {sha256_file(path)})")

@@ -8,17 +8,19 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import UserError
+from .files import parse_int, read_text_lines
 
 
 def read_labels(path: str | os.PathLike) -> list[str]:
     """Class names by id from `id name` lines or one name per line."""
-    try:
-        lines = [line.strip() for line in Path(path).read_text().splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError) as err:
-        raise UserError(f"label file {path}: cannot be read ({err.__class__.__name__})") from None
+    lines = [line.strip() for line in read_text_lines(path, "label file") if line.strip()]
+    if not lines:
+        raise UserError(f"{path}: the label file is empty")
     pairs = [line.split(maxsplit=1) for line in lines]
-    if all(len(p) == 2 and p[0].isdigit() for p in pairs):
-        names = {int(i): name for i, name in pairs}
+    if all(len(p) == 2 and p[0].isascii() and p[0].isdigit() for p in pairs):
+        # ids index a list: bounded by the line count, so a stray `99999999 name` cannot
+        # make a list of a hundred million names.
+        names = {parse_int(i, f"{path}", "class id", 0, len(pairs)): name for i, name in pairs}
         return [names.get(i, str(i)) for i in range(max(names) + 1)]
     return lines
 

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import UserError
-from ..files import VIDEO_EXTENSIONS, find_videos
+from ..files import VIDEO_EXTENSIONS, find_videos, read_text_lines
 from ..labels import kinetics400_label_file, read_labels
-from ...utils import atomic_write_text
+from ...utils import atomic_write_text, first_line
 
 REQUIRED_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 # The CSV's split column says "val" where users also say "valid" or "validate".
@@ -49,7 +50,14 @@ def label_id(label: str, labels: dict[str, int], folded: dict[str, int]) -> int 
 
 
 def clip_name(youtube_id: str, start: str, end: str) -> str:
-    return f"{youtube_id}_{int(float(start)):06d}_{int(float(end)):06d}"
+    """`<id>_<start:06d>_<end:06d>`; ValueError unless both times are plain seconds (`10`,
+    `10.0`) below a day, as the CSV holds them."""
+    times = []
+    for text in (start, end):
+        if not re.fullmatch(r"[0-9]{1,6}(\.[0-9]*)?", text):
+            raise ValueError(text)
+        times.append(int(float(text)))
+    return f"{youtube_id}_{times[0]:06d}_{times[1]:06d}"
 
 
 def index_videos(videos: Path) -> dict[str, str]:
@@ -90,11 +98,12 @@ def write_k400_list(
     for number, row in tqdm(rows, desc=f"k400 {split}", unit="clip", disable=not progress):
         label = label_id(row["label"], labels, folded)
         if label is None:
-            raise UserError(f"{annotations} line {number}: label {row['label']!r} is not a Kinetics-400 class")
+            raise UserError(f"{annotations} line {number}: label {first_line(row['label'], 80)!r} is not a Kinetics-400 class")
         try:
             name = clip_name(row["youtube_id"], row["time_start"], row["time_end"])
         except ValueError:
-            raise UserError(f"{annotations} line {number}: time_start/time_end {row['time_start']!r}/{row['time_end']!r} are not numbers") from None
+            times = f"{first_line(row['time_start'], 40)!r}/{first_line(row['time_end'], 40)!r}"
+            raise UserError(f"{annotations} line {number}: time_start/time_end {times} are not seconds (0 to 999999)") from None
         path = on_disk.get(name) or on_disk.get(row["youtube_id"])
         if path is None:
             summary.missing.append((row["youtube_id"], name))
@@ -107,17 +116,20 @@ def write_k400_list(
 
 def _read_rows(annotations: Path, split: str) -> list[tuple[int, dict[str, str]]]:
     """(line number, row) of the CSV rows for `split` (all rows when there is no split column)."""
-    with open(annotations, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
+    lines = read_text_lines(annotations, "Kinetics annotation CSV")
+    reader = csv.DictReader(lines)
+    try:
         header = [name.strip() for name in reader.fieldnames or []]
         missing = [name for name in REQUIRED_COLUMNS if name not in header]
         if missing:
             raise UserError(
                 f"{annotations}: CSV header lacks {', '.join(missing)} "
-                f"(expected label,youtube_id,time_start,time_end,split; got {','.join(header) or 'nothing'})"
+                f"(expected label,youtube_id,time_start,time_end,split; got {first_line(','.join(header), 200) or 'nothing'})"
             )
         reader.fieldnames = header
         rows = [(reader.line_num, {k: (v or "").strip() for k, v in row.items() if k}) for row in reader]
+    except csv.Error as err:
+        raise UserError(f"{annotations} line {reader.line_num}: not CSV ({first_line(err)})") from None
     if "split" not in header:
         return rows
     wanted = VAL_NAMES if split in VAL_NAMES else {split}

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UserError
+from ..files import parse_int, read_text_lines
+
+MAX_LABEL = 2**31 - 1  # labels become int64 tensors; beyond this a value is a typo
+MAX_FRAMES = 10**7  # a frame folder of 10^7 images is ~4 days at 30 fps
 
 
 @dataclass
@@ -25,29 +29,23 @@ class ListEntry:
 def read_list(list_path: str | os.PathLike, data_prefix: str = "", suffix: str = "") -> tuple[str, list[ListEntry]]:
     """Return ("videos" or "frames", entries). A line with one field is a video without a label."""
     list_path = Path(list_path)
-    if not list_path.is_file():
-        raise UserError(f"{list_path}: list file not found")
     entries, widths = [], set()
-    try:
-        lines = list_path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise UserError(f"{list_path}: not a text list (byte {err.start} is not UTF-8)") from None
-    for number, line in enumerate(lines, 1):
+    for number, line in enumerate(read_text_lines(list_path), 1):
         fields = line.split()
         if not fields:
             continue
+        where = f"{list_path} line {number}"
         widths.add(3 if len(fields) == 3 else 2)
-        try:
-            if len(fields) == 3:
-                name, num_frames, label = fields[0], int(fields[1]), int(fields[2])
-                entries.append(ListEntry(name, os.path.join(data_prefix, name), label, num_frames))
-            elif len(fields) <= 2:
-                label = int(fields[1]) if len(fields) == 2 else None
-                entries.append(ListEntry(fields[0], os.path.join(data_prefix, fields[0] + suffix), label))
-            else:
-                raise ValueError
-        except ValueError:
-            raise UserError(f"{list_path} line {number}: expected `path label` or `frame_dir num_frames label`, got {line.strip()!r}") from None
+        if len(fields) == 3:
+            num_frames = parse_int(fields[1], where, "num_frames", 1, MAX_FRAMES)
+            label = parse_int(fields[2], where, "label", 0, MAX_LABEL)
+            entries.append(ListEntry(fields[0], os.path.join(data_prefix, fields[0]), label, num_frames))
+        elif len(fields) <= 2:
+            label = parse_int(fields[1], where, "label", 0, MAX_LABEL) if len(fields) == 2 else None
+            entries.append(ListEntry(fields[0], os.path.join(data_prefix, fields[0] + suffix), label))
+        else:
+            shown = line.strip() if len(line.strip()) <= 120 else line.strip()[:119] + "…"
+            raise UserError(f"{where}: expected `path label` or `frame_dir num_frames label`, got {shown!r}")
     if len(widths) > 1:
         raise UserError(f"{list_path}: mixes `path label` and `frame_dir num_frames label` lines")
     if not entries:

@@ -29,8 +29,8 @@ from pathlib import Path
 
 from ...download import DownloadItem, download_many
 from ...errors import UserError
-from ...utils import atomic_path, atomic_write_text
-from ..files import count_frames
+from ...utils import atomic_path, atomic_write_text, first_line
+from ..files import count_frames, parse_int, read_text_lines
 
 BASE_URL = "https://www.crcv.ucf.edu/data/UCF101/"
 ARCHIVE = "UCF101.rar"
@@ -55,16 +55,14 @@ class Ucf101Summary:
 
 def read_class_index(path: Path) -> dict[str, int]:
     """classInd.txt (`1 ApplyEyeMakeup`) -> {class name: 0-based label}."""
-    if not path.is_file():
-        raise UserError(f"{path}: UCF101 class index not found")
     classes = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text_lines(path, "UCF101 class index"), 1):
         fields = line.split()
         if not fields:
             continue
-        if len(fields) != 2 or not fields[0].isdigit():
-            raise UserError(f"{path} line {number}: expected `ID ClassName`, got {line.strip()!r}")
-        classes[fields[1]] = int(fields[0]) - 1
+        if len(fields) != 2:
+            raise UserError(f"{path} line {number}: expected `ID ClassName`, got {first_line(line.strip(), 120)!r}")
+        classes[fields[1]] = parse_int(fields[0], f"{path} line {number}", "class ID", 1, 100_000) - 1
     return classes
 
 
@@ -75,17 +73,17 @@ def read_split_file(path: Path, classes: dict[str, int]) -> list[tuple[str, int]
     when present, must agree with it.
     """
     entries = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text_lines(path, "UCF101 split file"), 1):
         fields = line.replace("\\", "/").split()
         if not fields:
             continue
         name = fields[0]
         class_name = name.split("/")[0]
         if "/" not in name or class_name not in classes:
-            raise UserError(f"{path} line {number}: {name!r} is not `Class/file.avi` with a class from classInd.txt")
+            raise UserError(f"{path} line {number}: {first_line(name, 120)!r} is not `Class/file.avi` with a class from classInd.txt")
         label = classes[class_name]
         if len(fields) > 1 and fields[1] != str(label + 1):
-            raise UserError(f"{path} line {number}: label {fields[1]} disagrees with classInd.txt ({class_name} is {label + 1})")
+            raise UserError(f"{path} line {number}: label {first_line(fields[1], 40)!r} disagrees with classInd.txt ({class_name} is {label + 1})")
         entries.append((name, label))
     return entries
 
