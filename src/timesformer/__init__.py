@@ -18,6 +18,8 @@ _LAZY = {
     "load_model": "timesformer.model.checkpoints",
     "save_model": "timesformer.model.checkpoints",
     "preprocess": "timesformer.data.pipeline",
+    "explain": "timesformer.inference.explain",
+    "ExplainResult": "timesformer.inference.explain",
     "Predictor": "timesformer.export.predictor",
 }
 

@@ -1,0 +1,191 @@
+"""Where the model looked: per-frame relevance maps over the patch grid of one clip.
+
+    from timesformer import explain, load_model
+    result = explain(model, clip, method="rollout")   # clip [3, T, H, W], the model's input
+    result.maps                                        # float32 [T, h, w], each frame in [0, 1]
+
+Three methods, all read from the attention probabilities `record_attention` takes from the
+same model (an explicit softmax while recording, the same logits as the fast path):
+
+- ``last``: the cls token's attention over the patches in the last block, averaged over the
+  heads (divided / space-only: the cls row of each frame's spatial attention; joint: the cls
+  row over all N*T patch tokens).
+- ``rollout`` (Abnar & Zuidema 2020): every attention step is a token-mixing matrix over the
+  ``1 + N*T`` tokens (cls, then patch n of frame t at ``1 + n*T + t``), with the residual
+  counted as half: ``A_hat = 0.5 * (mean_heads(A) + I)`` (rows still sum to 1). For a
+  divided block the temporal step mixes each patch's T tokens (block diagonal, cls kept) and
+  the spatial step mixes each frame's tokens with the cls token; the cls row of the spatial
+  step is the mean over frames of the frames' cls rows, because the model averages the T cls
+  outputs. The block is ``spatial @ temporal``; the clip is ``M_L @ ... @ M_1`` and the map is
+  its cls row over the patch tokens. Space-only frames are separate images whose cls outputs
+  are averaged: each frame's map is the cls row of its own rollout.
+- ``grad`` (Chefer et al. 2021, "Generic attention-model explainability"): per attention
+  step ``A_bar = mean_heads((dA ⊙ A)^+)``, dA the gradient of the target class's logit, and
+  the relevance ``R = I`` updated ``R = R + A_bar @ R`` step by step (the same token-mixing
+  layout as rollout, cls row of the spatial step averaged over frames); the map is R's cls
+  row over the patch tokens. Class-specific: `target` (default the predicted class).
+
+Only the cls row of each product is needed, so it is carried as a row vector from the last
+step to the first (``r = e_cls``; ``r = r @ M`` per step): ``O(L^2)`` per step, never the
+``L x L`` products.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+METHODS = ("rollout", "last", "grad")
+
+
+@dataclass
+class ExplainResult:
+    """Relevance of each patch of each sampled frame for one clip.
+
+    maps: float32 ``[T, h, w]``, each frame's map min-max scaled to [0, 1] (a constant map is 0)
+    relevance: float32 ``[T, h, w]``, the same before scaling (comparable across frames)
+    predicted: the top-1 class; score: its softmax probability
+    target: the class the map explains (`grad`: the gradient's class; else the predicted one)
+    probs: float32 ``[classes]``, the softmax of the logits
+    """
+
+    maps: np.ndarray
+    relevance: np.ndarray
+    predicted: int
+    score: float
+    target: int
+    probs: np.ndarray
+    method: str
+
+
+def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", target: int | None = None) -> ExplainResult:
+    """Relevance maps of one clip (float ``[3, T, H, W]`` or ``[1, 3, T, H, W]``, normalized as
+    the model's test pipeline makes it). `model` should be in eval mode (`load_model` returns it so)."""
+    if method not in METHODS:
+        raise UserError(f"--method {method}: use one of {', '.join(METHODS)}")
+    from ..model import record_attention
+
+    x = clip.unsqueeze(0) if clip.ndim == 4 else clip
+    if x.ndim != 5 or x.shape[:2] != (1, 3):
+        raise UserError(f"clip shape {tuple(clip.shape)}: expected [3, T, H, W] (one clip)")
+    config = getattr(model, "module", model).config
+    num_classes = config.num_classes
+    if target is not None and not 0 <= target < num_classes:
+        raise UserError(f"--target {target}: the model has classes 0..{num_classes - 1}")
+    frames, grid_h, grid_w = x.shape[2], x.shape[3] // config.patch_size, x.shape[4] // config.patch_size
+    param = next(model.parameters())
+    x = x.to(device=param.device, dtype=param.dtype)
+
+    if method == "grad":
+        # The maps hang off the graph only when something upstream needs a gradient; the
+        # weights are frozen, so the input does.
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad(), record_attention(model) as maps:
+            logits = model(x)[0]
+    else:
+        with torch.no_grad(), record_attention(model) as maps:
+            logits = model(x)[0]
+    probs = logits.detach().float().softmax(-1)
+    predicted = int(probs.argmax())
+    target = predicted if target is None else int(target)
+
+    attention_type = config.attention_type
+    if method == "last":
+        relevance = last_layer_map(maps, attention_type, frames)
+    else:
+        steps = _head_means(maps) if method == "rollout" else _gradient_weighted(maps, logits[target])
+        relevance = cls_relevance(steps, attention_type, frames, residual="half" if method == "rollout" else "add")
+    relevance = relevance.reshape(frames, grid_h, grid_w).float().cpu().numpy()
+    return ExplainResult(
+        maps=scale_per_frame(relevance), relevance=relevance, predicted=predicted,
+        score=float(probs[predicted]), target=target, probs=probs.cpu().numpy(), method=method,
+    )  # fmt: skip
+
+
+def scale_per_frame(relevance: np.ndarray) -> np.ndarray:
+    """Each frame's map min-max scaled to [0, 1]; a constant frame becomes zeros."""
+    flat = relevance.reshape(relevance.shape[0], -1).astype(np.float64)
+    low = flat.min(axis=1, keepdims=True)
+    span = flat.max(axis=1, keepdims=True) - low
+    scaled = np.divide(flat - low, span, out=np.zeros_like(flat), where=span > 0)
+    return scaled.reshape(relevance.shape).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+def last_layer_map(maps: list[dict[str, torch.Tensor]], attention_type: str, frames: int) -> torch.Tensor:
+    """``[T, N]``: the cls row over the patches of the last block's attention, mean over heads."""
+    last = maps[-1]
+    if attention_type == "joint_space_time":
+        cls_row = last["joint"][0].mean(0)[0, 1:]  # [N*T], patch n of frame t at n*T + t
+        return cls_row.view(-1, frames).T
+    return last["spatial"].mean(1)[:, 0, 1:]  # [T, N]
+
+
+def _head_means(maps: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    return [{key: probs.detach().mean(1) for key, probs in block.items()} for block in maps]
+
+
+def _gradient_weighted(maps: list[dict[str, torch.Tensor]], logit: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+    """Chefer et al.'s ``mean_heads((dlogit/dA ⊙ A)^+)`` for every recorded attention."""
+    keys = [(i, key) for i, block in enumerate(maps) for key in block]
+    grads = torch.autograd.grad(logit, [maps[i][key] for i, key in keys])
+    weighted: list[dict[str, torch.Tensor]] = [{} for _ in maps]
+    for (i, key), grad in zip(keys, grads):
+        weighted[i][key] = (grad * maps[i][key]).clamp(min=0).mean(1).detach()
+    return weighted
+
+
+def cls_relevance(steps: list[dict[str, torch.Tensor]], attention_type: str, frames: int, residual: str) -> torch.Tensor:
+    """The cls row over the patch tokens of the product of every step's token-mixing matrix, ``[T, N]``.
+
+    `steps`: per block the head-averaged maps (batch of one), keys as `record_attention`'s.
+    residual "half": each step mixes by ``0.5 * (A + I)`` (rollout); "add": by ``I + A``
+    (Chefer's ``R = R + A R``).
+    """
+
+    def mixing(a: torch.Tensor) -> torch.Tensor:
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        return 0.5 * (a + eye) if residual == "half" else a + eye
+
+    blocks = [{key: mixing(a.double()) for key, a in block.items()} for block in steps]
+    if attention_type == "joint_space_time":
+        r = torch.zeros(blocks[0]["joint"].shape[-1], dtype=torch.float64, device=blocks[0]["joint"].device)
+        r[0] = 1.0
+        for block in reversed(blocks):
+            r = r @ block["joint"][0]
+        return r[1:].view(-1, frames).T
+
+    spatial = blocks[0]["spatial"]
+    # Row vector split as the cls weight and the patch weights [N, T] (token 1 + n*T + t).
+    cls = torch.ones((), dtype=torch.float64, device=spatial.device)
+    patches = spatial.new_zeros(spatial.shape[-1] - 1, frames)
+    if attention_type == "space_only":
+        # Each frame an image with its own cls token; the model averages the frames' cls outputs.
+        rows = torch.cat((spatial.new_full((frames, 1), 1.0 / frames), patches.T), dim=1)
+        for block in reversed(blocks):
+            rows = torch.einsum("ti,tij->tj", rows, block["spatial"])
+        return rows[:, 1:]
+    for block in reversed(blocks):
+        cls, patches = _spatial_step(cls, patches, block["spatial"])
+        patches = torch.einsum("nt,ntu->nu", patches, block["temporal"])  # cls untouched: weight 1
+    return patches.T
+
+
+def _spatial_step(cls: torch.Tensor, patches: torch.Tensor, spatial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``r @ M`` for a divided block's spatial step; `spatial` ``[T, 1+N, 1+N]`` per-frame mixing.
+
+    M's cls row is the mean over frames of the frames' cls rows, so frame t's share of the
+    cls weight is ``cls / T``; each frame's token vector then mixes by its own matrix, and the
+    cls weights the frames send back add up.
+    """
+    frames = spatial.shape[0]
+    rows = torch.cat(((cls / frames).expand(frames, 1), patches.T), dim=1)  # [T, 1+N]
+    out = torch.einsum("ti,tij->tj", rows, spatial)
+    return out[:, 0].sum(), out[:, 1:].T

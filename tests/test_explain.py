@@ -1,0 +1,231 @@
+"""`timesformer explain`: maps against transformers (`last`) and against the explicit products
+of full token-mixing matrices (`rollout`, `grad`); the command's files and its errors."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from timesformer import build_model, save_model
+from timesformer.inference.explain import explain
+from timesformer.cli import main
+from timesformer.data.synth import MotionStyle, encode_video, render_motion_clip
+from timesformer.model import load_model, record_attention
+
+T, IMG, PATCH = 4, 32, 8
+N = (IMG // PATCH) ** 2
+
+
+def _tiny_model(attention_type: str, num_frames: int = T) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build_model(img_size=IMG, patch_size=PATCH, embed_dim=32, depth=2, num_heads=2, num_frames=num_frames,
+                        num_classes=5, attention_type=attention_type)  # fmt: skip
+    with torch.no_grad():  # no zero temporal_fc or zero time embedding: every attention matters
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return model.eval()
+
+
+def _clip(seed: int = 1) -> torch.Tensor:
+    return torch.randn(3, T, IMG, IMG, generator=torch.Generator().manual_seed(seed))
+
+
+def _full_layout(step: str, a: torch.Tensor, cls_kept: float) -> torch.Tensor:
+    """The (1+N*T)^2 matrix of one head-averaged attention step; token 1 + n*T + t is patch n of frame t.
+
+    temporal [N, T, T]: patch n's T tokens mix; the cls token takes no part (`cls_kept`: 1 for
+    attention, where it keeps itself; 0 for relevance, where no attention of it has a gradient).
+    spatial [T, 1+N, 1+N]: each frame's patches mix with the cls token; the cls row is the
+    mean over frames of the frames' cls rows (the model averages the T cls outputs).
+    """
+    size = 1 + N * T
+    full = torch.zeros(size, size, dtype=torch.float64)
+    if step == "temporal":
+        full[0, 0] = cls_kept
+    for n in range(N):
+        for t in range(T):
+            row = 1 + n * T + t
+            if step == "temporal":
+                for u in range(T):
+                    full[row, 1 + n * T + u] = a[n, t, u]
+            else:
+                full[row, 0] = a[t, 1 + n, 0]
+                for m in range(N):
+                    full[row, 1 + m * T + t] = a[t, 1 + n, 1 + m]
+    if step == "spatial":
+        full[0, 0] = a[:, 0, 0].mean()
+        for n in range(N):
+            for t in range(T):
+                full[0, 1 + n * T + t] = a[t, 0, 1 + n] / T
+    return full
+
+
+def _per_step(model, x, method: str, target: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """Each step's head mean of A (rollout) or of (dA ⊙ A)^+ (grad), float64."""
+    if method == "rollout":
+        with torch.no_grad(), record_attention(model) as maps:
+            model(x)
+        return [{k: a.mean(1).double() for k, a in block.items()} for block in maps]
+    x = x.clone().requires_grad_(True)
+    with record_attention(model) as maps:
+        logits = model(x)[0]
+    target = int(logits.argmax()) if target is None else target
+    for block in maps:
+        for a in block.values():
+            a.retain_grad()
+    logits[target].backward()
+    return [{k: (a.grad * a).clamp(min=0).mean(1).double().detach() for k, a in block.items()} for block in maps]
+
+
+def _explicit_cls_row(attention_type: str, steps, method: str) -> torch.Tensor:
+    """R's cls row over the patches, [T, N], with R the explicit product of full matrices."""
+    eye = torch.eye(1 + N * T, dtype=torch.float64)
+
+    def mix(full: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (full + eye) if method == "rollout" else eye + full  # Chefer: R <- R + A R
+
+    relevance = eye.clone()
+    for block in steps:
+        if attention_type == "joint_space_time":
+            relevance = mix(block["joint"][0]) @ relevance
+        else:
+            cls_kept = 1.0 if method == "rollout" else 0.0
+            relevance = mix(_full_layout("temporal", block["temporal"], cls_kept)) @ relevance
+            relevance = mix(_full_layout("spatial", block["spatial"], cls_kept)) @ relevance
+    return relevance[0, 1:].view(N, T).T
+
+
+@pytest.mark.parametrize("method", ["rollout", "grad"])
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time"])
+def test_rollout_and_grad_equal_explicit_matrix_products(attention_type, method):
+    model, clip = _tiny_model(attention_type), _clip()
+    expected = _explicit_cls_row(attention_type, _per_step(model, clip[None], method), method)
+    result = explain(model, clip, method=method)
+    assert result.relevance.shape == (T, IMG // PATCH, IMG // PATCH)
+    np.testing.assert_allclose(result.relevance.reshape(T, N), expected.numpy(), rtol=1e-5, atol=1e-9)
+    if method == "rollout":  # products of row-stochastic matrices: the cls row over every token sums to 1
+        assert 0.0 < result.relevance.sum() < 1.0
+
+
+@pytest.mark.parametrize("method", ["rollout", "grad"])
+def test_space_only_frames_are_separate_images(method):
+    """Space-only: frame t is an image with its own cls token; the final cls is the frames' mean."""
+    model, clip = _tiny_model("space_only"), _clip()
+    steps = _per_step(model, clip[None], method)
+    eye = torch.eye(1 + N, dtype=torch.float64)
+    expected = []
+    for t in range(T):
+        relevance = eye.clone()
+        for block in steps:
+            a = block["spatial"][t]
+            relevance = (0.5 * (a + eye) if method == "rollout" else eye + a) @ relevance
+        expected.append(relevance[0, 1:] / T)
+    result = explain(model, clip, method=method)
+    np.testing.assert_allclose(result.relevance.reshape(T, N), torch.stack(expected).numpy(), rtol=1e-5, atol=1e-9)
+
+
+def test_grad_explains_the_target_class():
+    model, clip = _tiny_model("divided_space_time"), _clip()
+    predicted = explain(model, clip, method="grad")
+    other = (predicted.predicted + 1) % 5
+    targeted = explain(model, clip, method="grad", target=other)
+    assert predicted.target == predicted.predicted and targeted.target == other
+    assert targeted.predicted == predicted.predicted  # the prediction does not depend on the target
+    expected = _explicit_cls_row("divided_space_time", _per_step(model, clip[None], "grad", other), "grad")
+    np.testing.assert_allclose(targeted.relevance.reshape(T, N), expected.numpy(), rtol=1e-5, atol=1e-9)
+    assert not np.allclose(targeted.relevance, predicted.relevance)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_last_equals_transformers_output_attentions(tmp_path, attention_type):
+    from test_model import _transformers_model
+
+    reference = _transformers_model(attention_type)
+    reference.save_pretrained(tmp_path)
+    model = load_model(tmp_path)
+    frames, side = reference.config.num_frames, reference.config.image_size // reference.config.patch_size
+    x = torch.randn(1, 3, frames, reference.config.image_size, reference.config.image_size,
+                    generator=torch.Generator().manual_seed(2))  # fmt: skip
+    with torch.no_grad():
+        out = reference(pixel_values=x.transpose(1, 2), output_attentions=True)
+    last = out.attentions[-1].mean(1)  # mean over heads
+    if attention_type == "joint_space_time":
+        expected = last[0, 0, 1:].view(side * side, frames).T  # token 1 + n*T + t
+    else:
+        expected = last[:, 0, 1:]  # [T, N]: the cls row of each frame's spatial attention
+    result = explain(model, x[0], method="last")
+    np.testing.assert_allclose(result.relevance.reshape(frames, -1), expected.numpy(), rtol=1e-4, atol=1e-7)
+    if attention_type != "space_only":  # transformers' space-only logits are per frame
+        assert result.predicted == int(out.logits[0].argmax())
+    # Each frame's map is scaled to [0, 1].
+    assert np.allclose(result.maps.reshape(frames, -1).max(1), 1.0) and result.maps.min() == 0.0
+
+
+# --------------------------------------------------------------------------- the command
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A divided model for 8 frames of 32x32 and a video of a square moving right."""
+    root = tmp_path_factory.mktemp("explain")
+    weights = root / "tiny.safetensors"
+    save_model(_tiny_model("divided_space_time", num_frames=8), weights)
+    video = root / "clip.mp4"
+    encode_video(render_motion_clip(0, np.random.default_rng(0), MotionStyle(colors="gray")), video)
+    return root, weights, video
+
+
+def test_command_writes_maps_strip_and_video(made, tmp_path, capsys):
+    root, weights, video = made
+    out = tmp_path / "maps"
+    assert main(["explain", "-w", str(weights), "-i", str(video), "-o", str(out), "--method", "grad"]) == 0
+    assert "top-1 class " in capsys.readouterr().out
+    maps = np.load(out / "clip_attention.npy")
+    assert maps.shape == (8, 4, 4) and maps.dtype == np.float32
+    assert maps.min() >= 0.0 and np.allclose(maps.reshape(8, -1).max(1), 1.0)
+    png = (out / "clip_attention.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) < 200_000
+    with av.open(str(out / "clip_attention.mp4")) as container:
+        decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert len(decoded) == 8 and min(decoded[0].shape[:2]) >= 256  # 32 px upscaled to be seen
+    assert sorted(p.name for p in out.iterdir()) == ["clip_attention.mp4", "clip_attention.npy", "clip_attention.png"]
+
+
+@pytest.mark.parametrize("case", ["missing", "folder", "random_bytes", "target_high", "target_negative", "method",
+                                  "output_is_input"])  # fmt: skip
+def test_command_bad_input_is_one_line(made, tmp_path, capsys, case):
+    root, weights, video = made
+    out = tmp_path / "out"
+    args = {"-w": str(weights), "-i": str(video), "-o": str(out)}
+    extra: list[str] = []
+    if case == "missing":
+        args["-i"] = str(tmp_path / "nope.mp4")
+    elif case == "folder":
+        args["-i"] = str(root)
+    elif case == "random_bytes":
+        junk = tmp_path / "junk.mp4"
+        junk.write_bytes(np.random.default_rng(0).bytes(4096))
+        args["-i"] = str(junk)
+    elif case == "target_high":
+        extra = ["--target", "5"]
+    elif case == "target_negative":
+        extra = ["--target", "-1"]
+    elif case == "method":
+        extra = ["--method", "saliency"]
+    else:  # the weights stored where an output would go
+        args["-o"] = str(root)
+        args["-w"] = str(root / "clip_attention.npy")
+        (root / "clip_attention.npy").write_bytes(weights.read_bytes())
+    before = {p: p.read_bytes() for p in root.iterdir() if p.is_file()}
+    code = main(["explain", *[a for kv in args.items() for a in kv], *extra])
+    err = capsys.readouterr().err.strip()
+    assert code == 1 and len(err.splitlines()) == 1 and err.startswith("timesformer explain: error:"), err
+    expected = {"missing": "nope.mp4", "folder": "folder", "random_bytes": "junk.mp4", "target_high": "--target 5",
+                "target_negative": "--target -1", "method": "--method saliency", "output_is_input": "-w"}[case]  # fmt: skip
+    assert expected in err
+    assert not out.exists() or not any(out.iterdir())
+    assert {p: p.read_bytes() for p in root.iterdir() if p.is_file()} == before
+    if case == "output_is_input":
+        (root / "clip_attention.npy").unlink()
