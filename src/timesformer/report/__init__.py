@@ -17,7 +17,13 @@ from .metrics import build_report, confusion_matrix, per_class_metrics
 
 REPORT_FILES = ("report.json", "per_class.csv", "confusion_matrix.png", "report.html")
 
-__all__ = ["REPORT_FILES", "build_report", "confusion_matrix", "per_class_metrics", "per_class_csv", "write_report"]
+__all__ = ["REPORT_FILES", "build_report", "confusion_matrix", "per_class_metrics", "per_class_csv", "report_from_eval", "write_report"]
+
+
+def report_from_eval(result, class_names: list[str], avg_type: str = "score") -> dict:
+    """`build_report` of an `engine.evaluate.EvalResult` (its per-video labels, scores and failures)."""
+    skipped = [(path, reason) for _, path, reason in result.failed]
+    return build_report(result.labels, result.scores, class_names, result.paths, skipped, avg_type == "prob")
 
 
 def per_class_csv(report: dict) -> str:
