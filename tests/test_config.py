@@ -54,7 +54,7 @@ def test_paddlevideo_k400_config_loads_unchanged():
     assert cfg.MODEL.backbone.pretrained == "data/ViT_base_patch16_224_pretrained.pdparams"
     assert cfg.MODEL.runtime_cfg.test.avg_type == "score"
     assert (cfg.DATASET.batch_size, cfg.DATASET.test_batch_size, cfg.DATASET.num_workers) == (1, 8, 4)
-    assert cfg.DATASET.valid_batch_size == 1  # PaddleVideo: defaults to batch_size
+    assert cfg.DATASET.valid_batch_size is None and cfg.DATASET.valid_batch == 1  # PaddleVideo: batch_size
     assert cfg.DATASET.train.file_path == "data/k400/train.list"
     assert cfg.DATASET.test.data_prefix == "data/k400/videos"
     opt = cfg.OPTIMIZER
@@ -64,7 +64,7 @@ def test_paddlevideo_k400_config_loads_unchanged():
     assert cfg.GRADIENT_ACCUMULATION.global_batch_size == 64
     assert cfg.accumulation_steps(world_size=8) == 8
     assert (cfg.epochs, cfg.save_interval, cfg.log_interval) == (15, 3, 20)
-    assert cfg.output_dir == "output/TimeSformer"
+    assert cfg.output_path == Path("output/TimeSformer")
     # The pipelines PADDLEVIDEO_BEHAVIOR.md lists: test = short side 224 + 3 uniform crops;
     # train/valid = short side in [256, 320], random 224 crop, flip (valid too, as PaddleVideo).
     test = build_pipeline(cfg, "test")
@@ -210,7 +210,7 @@ def test_wrong_types_name_key_type_and_value():
     )
     message = error_of(K400, ["MODEL.backbone.attention_type=divided_space"])
     assert "'divided_space_time'" in message and "divided_space" in message
-    assert "must be >= 1, got 0" in error_of(K400, ["DATASET.batch_size=0"])
+    assert "must be between 1 and 1048576, got 0" in error_of(K400, ["DATASET.batch_size=0"])
     assert "between 0.0 and 1.0" in error_of(K400, ["MODEL.backbone.drop_path_rate=2"])
     assert "MODEL.head must be a section" in error_of(K400, ["MODEL.head=3"])
     assert "epochs is a value, not a section" in error_of(K400, ["epochs.max=3"])
@@ -265,3 +265,88 @@ def test_require_file(tmp_path):
     assert "DATASET.test.file_path" in str(info.value) and "missing.list" in str(info.value)
     with pytest.raises(ConfigError, match="MODEL.backbone.pretrained is empty"):
         require_file("", "MODEL.backbone.pretrained")
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A YAML whose list `milestones` expands to width**levels values (9**9 = 387 million) in ~435 bytes."""
+    lines = [f"l0: &l0 [{', '.join(['1'] * width)}]"]
+    for level in range(1, levels):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * width)}]")
+    return "\n".join(lines) + f"\nOPTIMIZER: {{learning_rate: {{milestones: *l{levels - 1}}}}}\n"
+
+
+@pytest.mark.parametrize("text", [
+    alias_bomb(),
+    alias_bomb(levels=6, width=12),  # 3 million
+    "OPTIMIZER: " + "[" * 5000 + "]" * 5000 + "\n",  # nesting deeper than any parser recursion allows
+    "a: " + "{b: " * 3000 + "1" + "}" * 3000 + "\n",
+    "a: &a [1, *a]\n",  # an alias inside what it names: a cycle
+])  # fmt: skip
+def test_yaml_that_expands_or_nests_without_bound_fails_fast_in_one_line(tmp_path, text):
+    import time
+    import tracemalloc
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(text)
+    tracemalloc.start()
+    start = time.perf_counter()
+    message = error_of(path)
+    elapsed = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert str(path) in message and len(message) < 300, message
+    assert elapsed < 5 and peak < 100 << 20, (elapsed, peak)
+    if "&l0" in text:
+        assert "expands to more than" in message
+
+
+def test_alias_bomb_in_an_override_fails_too():
+    message = error_of(K400, ["OPTIMIZER.learning_rate.milestones=" + "[" * 200 + "]" * 200])
+    assert "nested more than" in message and len(message) < 300
+
+
+def test_error_messages_cut_long_values(tmp_path):
+    long_value = "x" * 100_000
+    message = error_of(K400, [f"MODEL.backbone.attention_type={long_value}"])
+    assert "..." in message and len(message) < 400
+    message = error_of(K400, ["OPTIMIZER.learning_rate.milestones=[" + ", ".join(["[1]"] * 5000) + "]"])
+    assert len(message) < 400
+    path = tmp_path / "long_key.yaml"
+    path.write_text(f"{'k' * 50_000}: 1\n")
+    assert len(error_of(path)) < 600
+
+
+@pytest.mark.parametrize("override, words", [
+    ("MODEL.backbone.depth=1000000000", "MODEL.backbone.depth must be between 1 and 4096"),
+    ("MODEL.backbone.num_heads=-3", "MODEL.backbone.num_heads must be between"),
+    ("MODEL.backbone.embed_dim=abc", "MODEL.backbone.embed_dim must be an integer"),
+    ("MODEL.backbone.drop_path_rate=.nan", "MODEL.backbone.drop_path_rate must be a finite number"),
+    ("OPTIMIZER.learning_rate.learning_rate=.inf", "must be a finite number"),
+    ("OPTIMIZER.learning_rate.learning_rate=1e999", "must be a finite number"),
+    ("OPTIMIZER.momentum=" + "9" * 400, "must be a finite number"),
+    ("DATASET.batch_size=" + "9" * 40, "DATASET.batch_size must be between"),
+])  # fmt: skip
+def test_absurd_sizes_and_types_are_refused_before_anything_is_built(override, words):
+    message = error_of(K400, [override])
+    assert words in message and len(message) < 300, message
+
+
+def test_validation_fills_in_no_defaults_and_ignored_paddlevideo_keys_are_listed(caplog):
+    import logging
+
+    from timesformer.engine.config import IGNORED_FIELDS, ignored_settings
+
+    cfg = load_config(K400)
+    assert cfg.DATASET.valid_batch_size is None and cfg.output_dir == ""
+    no_mode = load_config(K400, ["PIPELINE.test.decode.mode=null"])
+    assert no_mode.PIPELINE.test.decode.mode is None and build_pipeline(no_mode, "test").mode == "test"
+    # The shipped K400 config (PaddleVideo's) sets tensor_shape [1, 1, 1, 3] and valid_mode: True.
+    settings = ignored_settings(cfg)
+    assert any("Normalization.tensor_shape=[1, 1, 1, 3]" in s for s in settings)
+    assert any("sample.valid_mode=True" in s for s in settings)
+    assert all(any(f".{name}=" in s for _, name in IGNORED_FIELDS) for s in settings)
+    with caplog.at_level(logging.INFO, logger="timesformer.config"):
+        load_config(K400, ["MODEL.head.std=0.5"])
+        load_config(K400, ["MODEL.head.std=0.5"])
+    lines = [r.getMessage() for r in caplog.records if "MODEL.head.std=0.5" in r.getMessage()]
+    assert len(lines) == 1 and "no effect" in lines[0]  # logged once

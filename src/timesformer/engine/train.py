@@ -15,6 +15,7 @@ import contextlib
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,8 @@ class TrainOptions:
     seed: int | None = None  # None: the config's seed
     log_dir: str | None = None  # train.log and TensorBoard (default: output_dir)
     device: str | None = None  # "cpu", "cuda", "cuda:1"; default: this rank's GPU if any
+    console: bool = True  # False: log lines go to train.log only
+    listener: Callable[[str, dict], None] | None = None  # sees every metrics record (a progress display)
 
 
 @dataclass
@@ -178,8 +181,8 @@ def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: Res
 
 def train_model(cfg: Config, options: TrainOptions, ctx: DistContext) -> TrainResult:
     """Train as `cfg` says; returns where the results are. Rank 0 writes every file."""
-    output_dir = Path(cfg.output_dir or f"output/{cfg.model_name}")
-    log = RunLogger(output_dir, options.log_dir, enabled=ctx.is_main)
+    output_dir = cfg.output_path
+    log = RunLogger(output_dir, options.log_dir, enabled=ctx.is_main, console=options.console, listener=options.listener)
     try:
         trainer = Trainer(cfg, options, ctx, output_dir, log)
         with StopRequest() as stop:
@@ -243,7 +246,7 @@ class Trainer:
         self.valid_loader = None
         if options.validate:
             valid_set = build_dataset(cfg, "valid", self.seed)
-            valid_sampler = EvalBatchSampler(len(valid_set), cfg.DATASET.valid_batch_size, ctx.world_size, ctx.rank)
+            valid_sampler = EvalBatchSampler(len(valid_set), cfg.DATASET.valid_batch, ctx.world_size, ctx.rank)
             self.valid_loader = make_loader(valid_set, valid_sampler, cfg, device)
 
         self.module = build_train_model(cfg, options, self.seed, resume, log).to(device)  # saved, evaluated
