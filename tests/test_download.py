@@ -31,6 +31,7 @@ class RangeServer(http.server.ThreadingHTTPServer):
         self.no_range: set[str] = set()
         self.truncate_once: set[str] = set()
         self.fail_once: set[str] = set()
+        self.status: dict[str, int] = {}  # path -> an error status it always answers
         self.requests: list[tuple[str, str | None]] = []
 
     @property
@@ -47,6 +48,9 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         srv.requests.append((self.path, self.headers.get("Range")))
+        if self.path in srv.status:
+            self.send_error(srv.status[self.path])
+            return
         if self.path in srv.fail_once:
             srv.fail_once.discard(self.path)
             self.send_error(503)
@@ -195,3 +199,41 @@ def test_cli_missing_link_list_is_one_line(tmp_path, capsys):
     assert main(["data", "download", "--links", str(tmp_path / "nope.list"), "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert "nope.list" in err and "\n" not in err
+
+
+def test_download_into_an_existing_folder_counts_only_real_downloads(server, tmp_path, capsys):
+    """A URL that answers 404 or 500, or sends half its body, is never "downloaded", whatever
+    the folder already holds (other files, a folder named like the URL's file)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unrelated.mp4").write_bytes(b"x")
+    (out / "dir.bin").mkdir()  # a folder where a file would go
+    server.status["/e500.bin"] = 500
+    server.files["/half.bin"] = BLOB
+    server.truncate_once.add("/half.bin")
+    server.files["/dir.bin"] = BLOB
+    names = ["missing.bin", "e500.bin", "half.bin", "dir.bin"]
+    links = tmp_path / "links.txt"
+    links.write_text("".join(f"{server.url}/{name}\n" for name in names))
+    code = main(["data", "download", "--links", str(links), "--out", str(out), "--retries", "0"])
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "downloaded 0 of 4 files" in text and "4 failed" in text, text
+    assert "HTTP 404" in text and "500" in text and f"got {len(BLOB) // 2} of {len(BLOB)} bytes" in text
+    assert "is not a file" in text
+    for name in names[:3]:
+        assert not (out / name).exists()
+    assert (out / "dir.bin").is_dir() and (out / "unrelated.mp4").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize(
+    "url_path, problem",
+    [("/a%00b.bin", "control character"), ("/..", "names no file"), ("/", "names no file"), ("/" + "n" * 300, "longer than")],
+)
+def test_link_list_url_file_names_are_checked(tmp_path, capsys, url_path, problem):
+    links = tmp_path / "links.txt"
+    links.write_text(f"http://127.0.0.1:9{url_path}\n")
+    assert main(["data", "download", "--links", str(links), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "links.txt line 1" in err and problem in err and "\n" not in err
+    assert not (tmp_path / "out").exists()

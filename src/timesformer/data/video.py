@@ -46,6 +46,11 @@ ONE_FRAME_PER_PACKET_CODECS = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1vide
 MAX_REORDER = 16
 # See `is_truncated`.
 TRUNCATED_SHARE = 0.75
+# What a file may ask us to allocate, checked against its header before decoding: a frame
+# (8K UHD is 33 M pixels) and the RGB frames held at once (a clip, or a window kept whole
+# to sort frames whose pts arrive out of order).
+MAX_FRAME_PIXELS = 8192 * 8192
+MAX_HELD_BYTES = 4 << 30
 
 
 @dataclass
@@ -116,6 +121,8 @@ def _decode(container, path: str, window: _Window, keep_all: bool, convert: Call
     whose frames do not arrive in increasing pts order).
     """
     wanted = set(int(p) for p in window.positions)
+    context = container.streams.video[0].codec_context
+    frame_bytes = max(context.width * context.height * 3, 1)
     picked: dict[int, Any] = {}
     by_pts: dict[int, av.VideoFrame] = {}
     last = None
@@ -135,6 +142,11 @@ def _decode(container, path: str, window: _Window, keep_all: bool, convert: Call
             previous_pts = pts
             if keep_all:
                 by_pts[pts] = frame
+                if len(by_pts) * frame_bytes > MAX_HELD_BYTES:
+                    raise VideoReadError(
+                        path, f"frames arrive out of pts order over more than {len(by_pts) - 1} frames: "
+                        f"too many to hold for sorting (over {MAX_HELD_BYTES >> 30} GiB)"
+                    )
             else:
                 if kept in wanted:
                     picked[kept] = convert(frame.to_ndarray(format="rgb24"))
@@ -301,6 +313,7 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
+        check_frame_size(path, stream.codec_context.width, stream.codec_context.height, num_seg)
         fps = _frame_rate(stream)
         if fps is None:
             raise VideoReadError(path, "the video stream has no frame rate")
@@ -334,6 +347,17 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
     return frames
 
 
+def check_frame_size(path: str, width: int, height: int, count: int = 1) -> None:
+    """Refuse, before decoding, a header whose frames (`count` of them held at once as RGB)
+    would need more memory than any real video: a hostile or corrupt file."""
+    if width * height > MAX_FRAME_PIXELS:
+        raise VideoReadError(path, f"{width}x{height} frames: more than {MAX_FRAME_PIXELS} pixels, refusing to decode")
+    if count * width * height * 3 > MAX_HELD_BYTES:
+        raise VideoReadError(
+            path, f"{count} frames of {width}x{height} need more than {MAX_HELD_BYTES >> 30} GiB, refusing to decode"
+        )
+
+
 def is_truncated(decoded: int, promised: int) -> bool:
     """The one truncation rule, for a whole file (`data check`) or a window (`read_clip`):
     clearly fewer frames decode than the header promises. Headers are off by a frame or two
@@ -357,6 +381,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise VideoReadError(path, "file not found")
     try:
         with av.open(path) as container:
+            if container.streams.video:
+                context = container.streams.video[0].codec_context
+                check_frame_size(path, context.width, context.height)
             for frame in container.decode(video=0):
                 return frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, OSError, EOFError, IndexError) as exc:

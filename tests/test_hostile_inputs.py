@@ -1,0 +1,300 @@
+"""Hostile and careless inputs at the edges: path collisions between a command's inputs and
+outputs, and list files (PaddleVideo lists, UCF101 / Kinetics annotations, link lists, label
+lists) with bytes and numbers no real one holds. Each must end in one line naming the file
+(and line) and what is wrong, with nothing written."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from timesformer.cli import main
+from timesformer.errors import UserError
+from timesformer.utils import check_distinct_paths
+
+
+def run_cli(capsys, *argv) -> str:
+    """Run the CLI, require exit 1; return the one line it printed on stderr (besides progress bars)."""
+    assert main([str(a) for a in argv]) == 1
+    lines = [line for line in capsys.readouterr().err.strip().split("\n") if "%|" not in line]
+    assert len(lines) == 1 and lines[0] and "Traceback" not in lines[0], lines
+    return lines[0]
+
+
+# ---------------------------------------------------------------- check_distinct_paths
+
+
+def test_distinct_paths_pass(tmp_path):
+    (tmp_path / "a").write_text("a")
+    check_distinct_paths({"-p": tmp_path / "a", "-c": None}, {"-o": tmp_path / "b", "--json": [tmp_path / "c"]})
+
+
+def test_same_file_by_every_spelling(tmp_path, monkeypatch):
+    target = tmp_path / "w.bin"
+    target.write_text("w")
+    (tmp_path / "link.bin").symlink_to(target)
+    os.link(target, tmp_path / "hard.bin")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path)
+    for spelling in ["w.bin", "./w.bin", "sub/../w.bin", str(target), "link.bin", "hard.bin"]:
+        with pytest.raises(UserError, match=rf"^-o {re.escape(str(Path(spelling)))} would overwrite -p .*w\.bin \(the same file\)"):
+            check_distinct_paths({"-p": target}, {"-o": spelling})
+
+
+def test_two_outputs_on_one_path(tmp_path):
+    with pytest.raises(UserError, match=r"--json .*x\.json and --report .*x\.json are the same file"):
+        check_distinct_paths({}, {"--json": tmp_path / "x.json", "--report": tmp_path / "d" / ".." / "x.json"})
+    with pytest.raises(UserError, match="are the same file"):  # not yet existing, one through a symlinked folder
+        (tmp_path / "alias").symlink_to(tmp_path)
+        check_distinct_paths({}, {"-o": [tmp_path / "new.txt"], "--out": tmp_path / "alias" / "new.txt"})
+
+
+# ---------------------------------------------------------------- commands refuse collisions
+
+
+def test_export_refuses_outputs_on_inputs(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    labels = out / "TimeSformer.onnx"
+    labels.write_text("a\nb\n")
+    weights = tmp_path / "w.safetensors"  # never read: the check comes first
+    err = run_cli(capsys, "export", "-p", weights, "-o", out, "--label_file", labels)
+    assert "--label_file" in err and "TimeSformer.onnx" in err and "would overwrite" in err
+    assert labels.read_text() == "a\nb\n"
+
+    elsewhere = tmp_path / "TimeSformer.json"  # copied beside the model: onto the description
+    elsewhere.write_text("a\n")
+    err = run_cli(capsys, "export", "-p", weights, "-o", out, "--label_file", elsewhere)
+    assert "TimeSformer.json" in err and "copy of --label_file" in err and "same file" in err
+
+    config = out / "X.json"
+    config.write_text("{}")
+    err = run_cli(capsys, "export", "-p", weights, "-c", config, "-o", out, "--save_name", "X")
+    assert "-c" in err and "X.json" in err and "would overwrite" in err
+
+    err = run_cli(capsys, "export", "-p", out / "TimeSformer.onnx.data", "-o", out)
+    assert "-p" in err and "would overwrite" in err
+
+    for name in ("../escape", "", ".."):
+        err = run_cli(capsys, "export", "-p", weights, "-o", out, "--save_name", name)
+        assert "--save_name" in err
+    assert sorted(p.name for p in out.iterdir()) == ["TimeSformer.onnx", "X.json"]
+
+
+def test_convert_refuses_dst_on_src(tmp_path, capsys, monkeypatch):
+    src = tmp_path / "m.safetensors"
+    src.write_bytes(b"not really weights")
+    (tmp_path / "alias.safetensors").symlink_to(src)
+    monkeypatch.chdir(tmp_path)
+    for dst in ("m.safetensors", str(src), "./x/../m.safetensors", "alias.safetensors"):
+        err = run_cli(capsys, "convert", src, dst)
+        assert err.startswith("timesformer convert: error: DST") and "would overwrite SRC" in err
+    assert src.read_bytes() == b"not really weights"
+
+
+def test_extract_frames_refuses_its_list_over_the_input(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("frames.list", "labels.txt"):
+        listing = out / name
+        listing.write_text("a.mp4 0\n")
+        err = run_cli(capsys, "data", "extract-frames", listing, "--out", out)
+        assert "would overwrite LIST_OR_DIR" in err and name in err
+        assert listing.read_text() == "a.mp4 0\n"
+
+
+def test_k400_refuses_its_list_over_the_csv(tmp_path, capsys):
+    root = tmp_path / "k400"
+    (root / "videos").mkdir(parents=True)
+    csv = root / "val.list"
+    csv.write_text("label,youtube_id,time_start,time_end,split\n")
+    err = run_cli(capsys, "data", "k400", "--root", root, "--split", "val", "--annotations", csv)
+    assert "would overwrite --annotations" in err and csv.read_text().startswith("label,")
+    for split in ("../escape", "/abs", ".hidden", "a b"):
+        err = run_cli(capsys, "data", "k400", "--root", root, "--split", split)
+        assert "--split" in err
+
+
+def test_download_refuses_link_list_and_duplicate_names(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    links = out / "links.txt"
+    links.write_text("http://127.0.0.1:9/mirror/links.txt\n")  # would be saved over the list itself
+    err = run_cli(capsys, "data", "download", "--links", links, "--out", out)
+    assert "would overwrite --links" in err and links.read_text().startswith("http://127.0.0.1:9/mirror/")
+    links = tmp_path / "two.txt"
+    links.write_text("http://127.0.0.1:9/a/x.bin\nhttp://127.0.0.1:9/b/x.bin\n")
+    err = run_cli(capsys, "data", "download", "--links", links, "--out", out)
+    assert "same file" in err and "x.bin" in err
+
+
+# ---------------------------------------------------------------- list files
+
+
+BAD_NUMBERS = {
+    "unicode digits": "١٢",
+    "superscript": "²",
+    "inf": "inf",
+    "nan": "nan",
+    "huge": "9" * 5000,
+    "big": str(2**63),
+    "negative": "-1",
+    "float": "1e3",
+    "underscore": "1_0",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_NUMBERS))
+def test_paddlevideo_list_numbers(tmp_path, capsys, kind):
+    bad = BAD_NUMBERS[kind]
+    for lines in ([f"v.mp4 {bad}"], [f"frames/v 8 {bad}"], [f"frames/v {bad} 0"]):
+        listing = tmp_path / "val.list"
+        listing.write_text("\n".join(["ok.mp4 0" if len(lines[0].split()) == 2 else "frames/ok 8 0", *lines]) + "\n")
+        err = run_cli(capsys, "data", "check", listing)
+        assert "val.list line 2:" in err and len(err) < 300, err
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"ok.mp4 0\n\xff\xfe.mp4 1\n", "line 2: byte 0xff is not UTF-8"),
+        (b"ok.mp4 0\nx\x00y.mp4 1\n", "line 2: control character"),
+        (b"\xef\xbb\xbf", "empty"),
+    ],
+)
+def test_paddlevideo_list_bytes(tmp_path, capsys, content, problem):
+    listing = tmp_path / "val.list"
+    listing.write_bytes(content)
+    err = run_cli(capsys, "data", "check", listing)
+    assert problem in err
+
+
+def test_bom_at_the_start_of_a_list_is_not_part_of_the_first_path(tmp_path, capsys):
+    from timesformer.data.prepare.lists import read_list
+
+    listing = tmp_path / "val.list"
+    listing.write_bytes("\ufeffa.mp4 3\nb.mp4 1\n".encode())
+    kind, entries = read_list(listing, str(tmp_path))
+    assert kind == "videos" and [e.name for e in entries] == ["a.mp4", "b.mp4"] and entries[0].label == 3
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes("\ufeff0 left\n1 right\n".encode())
+    from timesformer.data.labels import read_labels
+
+    assert read_labels(labels) == ["left", "right"]
+
+
+def make_ucf101(root, class_index: bytes, trainlist: bytes):
+    (root / "annotations").mkdir(parents=True)
+    (root / "videos" / "Run").mkdir(parents=True)
+    (root / "videos" / "Run" / "v_1.avi").write_bytes(b"")
+    (root / "annotations" / "classInd.txt").write_bytes(class_index)
+    (root / "annotations" / "trainlist01.txt").write_bytes(trainlist)
+    (root / "annotations" / "testlist01.txt").write_bytes(b"Run/v_1.avi\n")
+
+
+@pytest.mark.parametrize(
+    "class_index, trainlist, problem",
+    [
+        (b"\xd9\xa1 Run\n", b"Run/v_1.avi 1\n", "classInd.txt line 1: class ID"),  # ١ as bytes
+        ("² Run\n".encode(), b"Run/v_1.avi 1\n", "classInd.txt line 1: class ID"),
+        (b"9" * 5000 + b" Run\n", b"Run/v_1.avi 1\n", "classInd.txt line 1: class ID"),
+        (b"inf Run\n", b"Run/v_1.avi 1\n", "classInd.txt line 1: class ID"),
+        (b"1 Run\n", b"Run/v_1.avi \xff\n", "trainlist01.txt line 1: byte 0xff"),
+        (b"1 Run\n", b"Run/v_1.avi " + b"9" * 5000 + b"\n", "trainlist01.txt line 1: label"),
+        (b"1 R\x00un\n", b"Run/v_1.avi 1\n", "classInd.txt line 1: control character"),
+    ],
+)
+def test_ucf101_annotations(tmp_path, capsys, class_index, trainlist, problem):
+    make_ucf101(tmp_path, class_index, trainlist)
+    err = run_cli(capsys, "data", "ucf101", "--root", tmp_path)
+    assert problem in err and len(err) < 400, err
+
+
+def test_ucf101_bom_in_annotations(tmp_path, capsys):
+    make_ucf101(tmp_path, "\ufeff1 Run\n".encode(), "\ufeffRun/v_1.avi 1\n".encode())
+    assert main(["data", "ucf101", "--root", str(tmp_path)]) == 0
+    lists = sorted(tmp_path.glob("ucf101_*split_1_videos.txt"))
+    assert [p.read_text() for p in lists] == ["Run/v_1.avi 0\n", "Run/v_1.avi 0\n"]
+
+
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ("abseiling,x,inf,10,val", "time_start/time_end"),
+        ("abseiling,x,nan,10,val", "time_start/time_end"),
+        ("abseiling,x,1e308,10,val", "time_start/time_end"),
+        ("abseiling,x,١٢,10,val", "time_start/time_end"),
+        ("abseiling,x," + "9" * 5000 + ",10,val", "time_start/time_end"),
+        ("abseiling\udcff,x,0,10,val", "byte 0xff is not UTF-8"),
+        ("not a class,x,0,10,val", "is not a Kinetics-400 class"),
+    ],
+)
+def test_k400_csv(tmp_path, capsys, row, problem):
+    root = tmp_path / "k400"
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "x_000000_000010.mp4").write_bytes(b"")
+    data = ("label,youtube_id,time_start,time_end,split\n" + row + "\n").encode("utf-8", "surrogateescape")
+    (root / "val.csv").write_bytes(data)
+    err = run_cli(capsys, "data", "k400", "--root", root, "--split", "val")
+    assert "val.csv line 2" in err and problem in err and len(err) < 400, err
+    assert not (root / "val.list").exists()
+
+
+def test_k400_csv_with_bom_finds_its_header(tmp_path):
+    root = tmp_path / "k400"
+    (root / "videos").mkdir(parents=True)
+    (root / "videos" / "x_000001_000011.mp4").write_bytes(b"")
+    (root / "val.csv").write_bytes("\ufefflabel,youtube_id,time_start,time_end,split\nabseiling,x,1,11,val\n".encode())
+    assert main(["data", "k400", "--root", str(root), "--split", "val"]) == 0
+    assert (root / "val.list").read_text() == "x_000001_000011.mp4 0\n"
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"http://127.0.0.1:9/a.bin\n\xc3\x28\n", "line 2: byte 0xc3 is not UTF-8"),
+        (b"http://127.0.0.1:9/a.bin zz\n", "line 1: expected `URL [SHA256]`"),
+        (b"http://127.0.0.1:9/a%00.bin\n", "line 1: http://127.0.0.1:9/a%00.bin: the URL's file name holds a control character"),
+        (b"", "no URLs"),
+    ],
+)
+def test_link_list_bytes(tmp_path, capsys, content, problem):
+    links = tmp_path / "links.txt"
+    links.write_bytes(content)
+    err = run_cli(capsys, "data", "download", "--links", links, "--out", tmp_path / "out")
+    assert problem in err, err
+
+
+def test_label_file_ids_are_bounded(tmp_path):
+    from timesformer.data.labels import read_labels
+
+    for text, problem in [("0 a\n99999999999 b\n", "out of range"), ("0 a\n" + "9" * 5000 + " b\n", "out of range")]:
+        path = tmp_path / "labels.txt"
+        path.write_text(text)
+        with pytest.raises(UserError, match=problem):
+            read_labels(path)
+    path.write_bytes(b"\xff\n")
+    with pytest.raises(UserError, match=r"labels\.txt line 1: byte 0xff is not UTF-8"):
+        read_labels(path)
+
+
+def test_video_asking_for_huge_frames_is_refused_before_decoding(tmp_path):
+    """A header (here YUV4MPEG's) may claim any frame size; it is refused before FFmpeg
+    allocates a frame of it."""
+    import resource
+    import time
+
+    from timesformer.data.video import read_clip
+    from timesformer.errors import VideoReadError
+
+    path = tmp_path / "huge.y4m"
+    path.write_bytes(b"YUV4MPEG2 W12000 H12000 F30:1 Ip A1:1 C420jpeg\nFRAME\n" + b"\x80" * 1000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(VideoReadError, match=r"huge\.y4m: 12000x12000 frames: more than \d+ pixels"):
+        read_clip(path, 8, "test")
+    assert time.perf_counter() - started < 2
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no 200 MB frame was made
