@@ -15,7 +15,7 @@ from . import __version__
 from .errors import UserError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS = ("train", "test", "export", "predict", "features", "convert", "weights", "data", "bench", "demo", "plot", "explain", "serve")
+COMMANDS = ("train", "test", "export", "predict", "features", "convert", "weights", "data", "bench", "demo", "plot", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:
