@@ -15,7 +15,7 @@ from . import __version__
 from .errors import UserError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func`.
-COMMANDS = ("train", "test", "export", "predict", "features", "convert", "weights", "data", "bench", "demo", "plot", "explain")
+COMMANDS = ("train", "test", "export", "predict", "features", "convert", "weights", "data", "bench", "demo", "plot", "explain", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,221 @@
+"""The one place the server touches inference: a thin adapter over `timesformer.Predictor`.
+
+Everything else in `timesformer.serve` sees only this: load a model, check and decode an
+uploaded video, score a batch, embed a clip, explain one, score windows along a long one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import av
+import numpy as np
+import torch
+
+from ..errors import UserError
+from ..utils import first_line
+
+
+class NotAvailable(UserError):
+    """A route this model (or this installation) cannot serve: the server answers 501."""
+
+
+class VideoRejected(UserError):
+    """An upload refused before decoding: not a video, or too large to decode safely (422)."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """Bounds checked from the container's header before a single frame is decoded."""
+
+    max_frames: int = 108_000  # one hour at 30 fps
+    max_pixels: int = 3840 * 2160  # per frame: 4K UHD
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int
+    height: int
+    fps: float
+    num_frames: int
+
+    @property
+    def seconds(self) -> float:
+        return self.num_frames / self.fps
+
+
+class ModelService:
+    """A loaded predictor and what the server asks of it. Model calls are not thread-safe
+    together: the server makes them from one thread."""
+
+    def __init__(self, predictor):
+        from ..data.pipeline import VideoPipeline
+
+        self.predictor = predictor
+        self.spec = predictor.spec
+        self.labels: list[str] | None = predictor.labels
+        # Attention maps are drawn over one view: the centre crop, as `timesformer explain` takes it.
+        self.explain_pipeline = VideoPipeline.for_mode(
+            "test", self.spec.num_seg, mean=self.spec.mean, std=self.spec.std, short_side_min=self.spec.short_size,
+            short_side_max=self.spec.short_size, crop_size=self.spec.target_size, crop="center",
+        )  # fmt: skip
+
+    @classmethod
+    def load(
+        cls,
+        weights: str | os.PathLike | None = None,
+        config: str | os.PathLike | None = None,
+        model_file: str | os.PathLike | None = None,
+        precision: str = "fp32",
+    ) -> "ModelService":
+        """PyTorch from a checkpoint (`weights`, optional `config`) or ONNX Runtime from `model_file`."""
+        from ..inference import Predictor
+
+        if (weights is None) == (model_file is None):
+            raise UserError("give either -w/--weights (PyTorch) or --model_file (an exported ONNX model)")
+        if model_file is not None:
+            return cls(Predictor.from_onnx(model_file))
+        return cls(Predictor.from_weights(weights, config=config, precision=precision))
+
+    # ----------------------------------------------------------------- facts about the model
+
+    @property
+    def num_classes(self) -> int:
+        return self.spec.num_classes
+
+    @property
+    def clip_seconds(self) -> float:
+        """How much of a video one clip covers: the test pipeline's window at its start."""
+        pipeline = self.predictor.pipeline
+        return pipeline.sampling_rate * pipeline.num_seg / pipeline.target_fps
+
+    @property
+    def description(self) -> str:
+        return self.predictor.engine.description
+
+    @property
+    def torch_model(self):
+        """The PyTorch model, or None behind ONNX Runtime."""
+        net = getattr(self.predictor.engine, "net", None)
+        return net.model if net is not None else None
+
+    # ----------------------------------------------------------------- videos
+
+    def check_video(self, path: str | os.PathLike, limits: VideoLimits) -> VideoInfo:
+        """The header's size, rate and frame count, within `limits`; nothing is decoded."""
+        try:
+            with av.open(str(path)) as container:
+                if not container.streams.video:
+                    kinds = sorted({s.type for s in container.streams}) or ["none"]
+                    raise VideoRejected(f"not a video: no video stream (streams: {', '.join(kinds)})")
+                stream = container.streams.video[0]
+                width, height = stream.codec_context.width, stream.codec_context.height
+                rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+                frames = stream.frames
+                if not frames and container.duration and rate:  # no count in the header: estimate it
+                    frames = math.ceil(container.duration / av.time_base * float(rate))
+        except (av.FFmpegError, OSError, EOFError, ValueError) as err:
+            # FFmpeg's reason without the file name: the path is the server's temporary file.
+            reason = getattr(err, "strerror", None) or first_line(err)
+            raise VideoRejected(f"not a video the decoder can read ({reason})") from None
+        if not width or not height:
+            raise VideoRejected("not a video: the video stream has no frame size")
+        if not rate:
+            raise VideoRejected("not a video: the video stream has no frame rate")
+        if width * height > limits.max_pixels:
+            raise VideoRejected(f"{width}x{height} frames are over the server's limit of {limits.max_pixels} pixels per frame")
+        if frames and frames > limits.max_frames:
+            raise VideoRejected(f"{frames} frames are over the server's limit of {limits.max_frames} frames")
+        return VideoInfo(width, height, float(rate), int(frames or 0))
+
+    def load_clip(self, path: str | os.PathLike) -> torch.Tensor:
+        """The test tensor `[3, V*T, H, W]`; `VideoReadError` if it cannot be decoded."""
+        return self.predictor.load_clip(str(path))
+
+    def load_explain_clip(self, path: str | os.PathLike) -> torch.Tensor:
+        """The centre view `[3, T, H, W]` the attention maps are drawn over."""
+        return self.explain_pipeline(str(path))[0]
+
+    # ----------------------------------------------------------------- model calls
+
+    def probabilities(self, batch: torch.Tensor) -> np.ndarray:
+        """`[N, classes]` class probabilities of a batch `[N, 3, V*T, H, W]`."""
+        return self.predictor.scores(batch)
+
+    def top_k(self, probs: np.ndarray, k: int) -> tuple[list[int], list[float], list[str] | None]:
+        from ..inference.predictor import top_k
+
+        classes, scores = top_k(probs, min(k, self.num_classes))
+        return classes, scores, [self.labels[c] for c in classes] if self.labels else None
+
+    def features(self, clip: torch.Tensor) -> np.ndarray:
+        """The video's embedding `[D]`: the final-norm cls token, averaged over the views."""
+        if self.torch_model is None:
+            raise NotAvailable("features need the PyTorch model: start the server with -w (an ONNX file holds only the scores)")
+        return self.predictor.engine.features(clip.unsqueeze(0))[0]
+
+    def timeline(self, path: str | os.PathLike, window_s: float, stride_s: float, k: int, batch_size: int) -> list[dict]:
+        """Top-k of each window along the video (see `Predictor.timeline`)."""
+        timeline = self.predictor.timeline(str(path), window_s, stride_s, top_k=min(k, self.num_classes), batch_size=batch_size)
+        return [window.to_dict() for window in timeline.windows]
+
+    def explain_png(self, clip: torch.Tensor, video_name: str) -> bytes:
+        """The sampled frames above their attention heat maps (rollout), as PNG."""
+        from ..inference.render import write_strip_png
+
+        frames, maps, title = self._explained(clip)
+        with _scratch(".png") as path:
+            if not write_strip_png(frames, maps, path, f"{video_name}: {title}"):
+                raise NotAvailable("the heat-map PNG needs matplotlib: pip install 'timesformer[plot]'")
+            return path.read_bytes()
+
+    def explain_mp4(self, clip: torch.Tensor) -> bytes:
+        """The sampled frames with their heat maps blended in, as H.264 MP4."""
+        from ..inference.render import write_overlay_video
+
+        frames, maps, _ = self._explained(clip)
+        with _scratch(".mp4") as path:
+            write_overlay_video(frames, maps, path)
+            return path.read_bytes()
+
+    def _explained(self, clip: torch.Tensor) -> tuple[np.ndarray, np.ndarray, str]:
+        """The frames the model saw, their rollout maps, and "top class (score)"."""
+        from ..inference.explain import explain
+        from ..inference.render import clip_frames
+
+        if self.torch_model is None:
+            raise NotAvailable("attention maps need the PyTorch model: start the server with -w")
+        result = explain(self.torch_model, clip, method="rollout")
+        name = self.labels[result.predicted] if self.labels else f"class {result.predicted}"
+        return clip_frames(clip, self.spec.mean, self.spec.std), result.maps, f"{name} ({result.score:.2f})"
+
+
+@contextlib.contextmanager
+def _scratch(suffix: str) -> Iterator[Path]:
+    """A temporary file path, removed afterwards whatever happens."""
+    fd, name = tempfile.mkstemp(prefix="timesformer-serve-", suffix=suffix)
+    os.close(fd)
+    try:
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def upload_suffix(filename: str | None, content_type: str | None) -> str:
+    """A file extension PyAV can guess the container from (it probes the bytes anyway)."""
+    from ..data.files import VIDEO_EXTENSIONS
+
+    suffix = Path(filename or "").suffix.lower()
+    if suffix in VIDEO_EXTENSIONS:
+        return suffix
+    subtype = (content_type or "").partition("/")[2].lower()
+    guessed = {"mp4": ".mp4", "webm": ".webm", "x-msvideo": ".avi", "avi": ".avi", "quicktime": ".mov",
+               "x-matroska": ".mkv", "mpeg": ".mpg", "x-flv": ".flv", "3gpp": ".3gp"}.get(subtype)  # fmt: skip
+    return guessed or ".bin"
+
