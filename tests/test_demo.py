@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from timesformer.cli import main
-from timesformer.demo import QUICK_DATA, read_curve
+from timesformer.demo import CLAIM_MARGIN, QUICK_DATA, ModelReport, claim_holds
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +63,13 @@ def test_quick_demo_exports_onnx_and_predicts_label_names(quick_demo: Path):
     names = [line.split()[1] for line in (quick_demo / "data" / "labels.txt").read_text().splitlines()]
     assert names == ["right", "left", "up", "down"]
     predictions = json.loads((quick_demo / "predictions.json").read_text())
-    assert len(predictions) == 4
+    val_videos = [line.split()[0] for line in (quick_demo / "data" / "val.list").read_text().splitlines()]
+    assert [p["video"] for p in predictions] == val_videos[:4]
     for p in predictions:
-        assert p["topk_label"][0] == names[p["topk_class"][0]]
+        assert p["label"] in names and 0.0 <= p["score"] <= 1.0
     summary = json.loads((quick_demo / "summary.json").read_text())
-    assert [p["label"] for p in summary["predictions"]] == [p["topk_label"][0] for p in predictions]
+    assert summary["predictions"] == predictions
+    assert summary["claim_holds"] is None  # --quick does not judge the claim
 
 
 def test_quick_demo_plots_the_curves(quick_demo: Path):
@@ -78,8 +80,11 @@ def test_quick_demo_plots_the_curves(quick_demo: Path):
 
 
 def test_read_curve_merges_train_and_valid_records_by_epoch(tmp_path: Path):
+    from timesformer.report.curves import read_curve
+
     lines = [
-        {"event": "train", "epoch": 1, "step": 10, "loss": 9.0},
+        {"event": "train", "epoch": 1, "step": 10, "loss": 9.0, "lr": 0.1},
+        {"event": "train", "epoch": 1, "step": 20, "loss": 8.0, "lr": 0.05},
         {"event": "train_epoch", "epoch": 1, "loss": 1.25, "top1": 0.5, "top5": 1.0},
         {"event": "valid", "epoch": 1, "top1": 0.75, "top5": 1.0, "count": 8, "skipped": 0},
         {"event": "train_epoch", "epoch": 2, "loss": 0.5, "top1": 1.0, "top5": 1.0},
@@ -87,10 +92,30 @@ def test_read_curve_merges_train_and_valid_records_by_epoch(tmp_path: Path):
     metrics = tmp_path / "metrics.jsonl"
     metrics.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert read_curve(metrics) == [
-        {"epoch": 1, "train_loss": 1.25, "train_top1": 0.5, "val_top1": 0.75},
+        {"epoch": 1, "lr": 0.05, "train_loss": 1.25, "train_top1": 0.5, "val_top1": 0.75},
         {"epoch": 2, "train_loss": 0.5, "train_top1": 1.0},
     ]
     assert read_curve(tmp_path / "missing.jsonl") == []
+
+
+def _report(top1: float) -> ModelReport:
+    return ModelReport(top1=top1, top5=1.0, best_val_top1=top1, train_seconds=1.0, test_seconds=1.0, weights="w")
+
+
+def test_the_claim_needs_a_clear_margin():
+    assert claim_holds({"divided_space_time": _report(1.0), "space_only": _report(0.5)})
+    assert claim_holds({"divided_space_time": _report(0.5 + CLAIM_MARGIN), "space_only": _report(0.5)})
+    assert not claim_holds({"divided_space_time": _report(0.7), "space_only": _report(0.5)})
+    assert not claim_holds({"divided_space_time": _report(0.5), "space_only": _report(1.0)})
+
+
+def test_demo_exits_non_zero_when_the_claim_fails(monkeypatch, tmp_path: Path):
+    import timesformer.demo
+
+    monkeypatch.setattr(timesformer.demo, "run_demo", lambda options: {"claim_holds": False})
+    assert main(["demo", "--workdir", str(tmp_path)]) == 1
+    monkeypatch.setattr(timesformer.demo, "run_demo", lambda options: {"claim_holds": True})
+    assert main(["demo", "--workdir", str(tmp_path)]) == 0
 
 
 def test_demo_rejects_unknown_device(capsys):

@@ -13,7 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -38,8 +38,13 @@ class RunLogger:
     """Console + text log + JSON lines + optional TensorBoard, for the main rank; silent elsewhere."""
 
     def __init__(self, output_dir: Path | None, log_dir: Path | None = None, enabled: bool = True,
-                 log_name: str = "train.log"):  # fmt: skip
+                 log_name: str = "train.log", console: bool = True,
+                 listener: Callable[[str, dict], None] | None = None):  # fmt: skip
+        """`console=False` keeps lines in the log file only; `listener(event, values)` sees every
+        record (the demo draws its own progress bar from them)."""
         self.enabled = enabled
+        self.console = console
+        self.listener = listener
         self.bar: tqdm | None = None
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.log_dir = Path(log_dir) if log_dir else self.output_dir
@@ -64,7 +69,9 @@ class RunLogger:
     def info(self, message: str) -> None:
         if not self.enabled:
             return
-        if self.bar is not None:
+        if not self.console:
+            pass
+        elif self.bar is not None:
             self.bar.write(message, file=sys.stdout)
         else:
             print(message, flush=True)
@@ -76,6 +83,8 @@ class RunLogger:
         """One JSON line `{"event": ..., **values}`; numeric values also as TensorBoard scalars."""
         if not self.enabled:
             return
+        if self.listener is not None:
+            self.listener(event, values)
         if self._open():
             self._jsonl.write(json.dumps({"event": event, "time": round(time.time(), 3), **values}) + "\n")
         if self._tensorboard is not None and step is not None:
@@ -86,7 +95,7 @@ class RunLogger:
     def start_bar(self, total: int, description: str, initial: int = 0) -> None:
         """A tqdm bar on an interactive terminal (stderr is a TTY); nothing in logs and pipes."""
         self.close_bar()
-        if self.enabled and sys.stderr.isatty():
+        if self.enabled and self.console and sys.stderr.isatty():
             self.bar = tqdm(total=total, initial=initial, desc=description, dynamic_ncols=True, leave=False)
 
     def advance_bar(self, postfix: dict[str, str] | None = None) -> None:
