@@ -7,8 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 
-WHAT = ("matmul", "model", "train", "preprocess", "predict", "loader")
-PRECISIONS = ("fp32", "bf16", "fp16")
+from ..bench.options import PRECISIONS, WHAT, BenchOptions, parse_peak_tflops
 
 
 def comma_list(convert, choices=None):
@@ -33,7 +32,7 @@ def comma_list(convert, choices=None):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The bench's flags (shared by `timesformer bench` and `python -m timesformer.bench`)."""
+    """The bench's flags (`timesformer bench`; `python -m timesformer.bench` runs the same command)."""
     has_transformers = importlib.util.find_spec("transformers") is not None
     parser.add_argument("--what", type=comma_list(str, WHAT), default=list(WHAT), metavar=",".join(WHAT),
                         help="what to measure (default: all)")  # fmt: skip
@@ -46,7 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each case; the median is reported (default: 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs of each case first (default: 2)")
     parser.add_argument("--videos", nargs="+", metavar="PATH",
-                        help="videos for preprocess/predict/loader (default: a synthetic 1280x720 10 s H.264 clip)")  # fmt: skip
+                        help="videos for preprocess/predict/onnx/loader (default: a synthetic 1280x720 10 s H.264 clip)")  # fmt: skip
+    parser.add_argument("--predict-videos", type=int, default=16, metavar="N",
+                        help="videos in the end-to-end predict folder, cycled from --videos (default: 16)")  # fmt: skip
     parser.add_argument("--workers", type=comma_list(int), default=[0, 2], metavar="0,2", help="DataLoader worker counts to try")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd forward against eager (compile time reported apart)")
     parser.add_argument("--checkpointing", action="store_true", help="also time the train step with activation checkpointing")
@@ -57,7 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="square GEMM sizes for the peak (default: 2048,4096; tiny: 1024)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("--peak-tflops", type=float, help="the device's datasheet peak for the chosen precision: adds MFU")
+    parser.add_argument("--peak-tflops", metavar="bf16=989,fp32=67",
+                        help="the device's datasheet peaks in TFLOP/s per precision (fp32, tf32, bf16, fp16): adds MFU, "
+                        "each precision against its own peak; a bare number only with a single --precision")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
 
 
@@ -72,8 +75,19 @@ def register(sub) -> None:
     parser.set_defaults(func=run)
 
 
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    peaks = parse_peak_tflops(args.peak_tflops, args.precision) if args.peak_tflops else {}
+    return BenchOptions(
+        what=args.what, preset=args.preset, weights=args.weights, batch=args.batch, precision=args.precision,
+        repeat=args.repeat, warmup=args.warmup, videos=args.videos, predict_videos=args.predict_videos,
+        workers=args.workers, compile=args.compile, checkpointing=args.checkpointing,
+        compare_transformers=args.compare_transformers, accuracy_clips=args.accuracy_clips,
+        matmul_size=args.matmul_size, device=args.device, threads=args.threads, peak_tflops=peaks, json=args.json,
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from ..bench import run_bench
 
-    run_bench(args)
+    run_bench(options_from_args(args))
     return 0

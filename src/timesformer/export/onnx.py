@@ -27,7 +27,8 @@ from torch import nn
 from ..errors import UserError
 from ..utils import atomic_write_text
 from ..data.labels import default_label_file
-from .predictor import SPEC_SUFFIX, InferenceSpec, MultiViewModel
+from ..inference.spec import SPEC_SUFFIX, InferenceSpec
+from ..inference.views import MultiViewModel
 
 DEFAULT_OPSET = 18
 ONNX_PROTO_LIMIT = 2 * 1024**3  # protobuf's limit: larger models keep their weights in a `.data` file
@@ -148,4 +149,40 @@ def export_onnx(
     return ExportResult(
         onnx_path, spec_path, diff, tolerance, check_batch, time.perf_counter() - started, external, torch_export_path
     )
+
+
+INT8_INFIX = ".int8"  # TimeSformer.onnx -> TimeSformer.int8.onnx (and its .json), beside it
+
+
+def int8_path(onnx_path: str | os.PathLike) -> Path:
+    onnx_path = Path(onnx_path)
+    return onnx_path.with_name(onnx_path.stem + INT8_INFIX + onnx_path.suffix)
+
+
+def quantize_int8(onnx_path: str | os.PathLike) -> Path:
+    """ONNX Runtime dynamic int8 quantization of the linear layers (MatMul/Gemm weights int8,
+    activations quantized per batch at run time), written beside the fp32 model as
+    `<name>.int8.onnx` with a copy of its `.json`, so `predict --model_file` takes it as is.
+    Written into a temporary file first: a failure leaves no partial model."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    onnx_path = Path(onnx_path)
+    target = int8_path(onnx_path)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.stem}.", suffix=".tmp", dir=onnx_path.parent))
+    try:
+        produced = staging / target.name
+        root = logging.getLogger()  # ORT logs advice on pre-processing here, which a user cannot act on
+        level = root.level
+        root.setLevel(logging.ERROR)
+        try:
+            quantize_dynamic(onnx_path, produced, op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
+        spec_file = onnx_path.with_suffix(SPEC_SUFFIX)
+        if spec_file.is_file():
+            atomic_write_text(target.with_suffix(SPEC_SUFFIX), spec_file.read_text())
+        os.replace(produced, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
