@@ -1,4 +1,4 @@
-"""Tuning experiments for `timesformer demo` (issue 8): what makes frame order easy to learn?
+"""Tuning experiments for `timesformer demo`: what makes frame order easy to learn?
 
 Standalone: renders motion clips in memory (or decodes a `data synth` dataset once), keeps
 them as tensors, and trains a TimeSformer with a plain loop, printing val top-1 per epoch
@@ -6,6 +6,9 @@ as JSON lines. Used to pick the values of configs/demo_motion.yaml; not part of 
 
     python benchmarks/demo_tuning/tune.py --attention divided_space_time --seeds 0 1 2 \
         --train 1000 --val 200 --epochs 20 --lr 1e-3 --out results.jsonl
+    python benchmarks/demo_tuning/tune.py --table results.jsonl     # the table of results.md
+
+Each run of results.md is one command line: its `args` in results.jsonl are the flags.
 """
 
 from __future__ import annotations
@@ -111,12 +114,7 @@ def build(attention: str, args) -> torch.nn.Module:
                 return self.hf(pixel_values=x.transpose(1, 2)).logits
 
         return HF()
-    if args.model == "package":
-        from timesformer.model.timesformer import build_model
-    else:
-        import sys
-        sys.path.insert(0, str(Path(__file__).parent))
-        from standin_model import build_model
+    from timesformer.model.timesformer import build_model
 
     model = build_model(img_size=args.size, patch_size=args.patch, in_chans=3, num_classes=4,
                         embed_dim=args.width, depth=args.depth, num_heads=args.heads,
@@ -235,11 +233,15 @@ def main() -> None:
     p.add_argument("--min_epochs", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data_seed", type=int, default=-1, help="-1: same as the run seed")
-    p.add_argument("--model", default="package", choices=["package", "standin", "hf"])
+    p.add_argument("--model", default="package", choices=["package", "hf"])
     p.add_argument("--out", default="")
     p.add_argument("--tag", default="")
     p.add_argument("--verbose", action="store_true")
+    p.add_argument("--table", metavar="JSONL", help="only print the curves of a results file as a Markdown table")
     args = p.parse_args()
+    if args.table:
+        print_table(args.table)
+        return
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
         ds = seed if args.data_seed < 0 else args.data_seed
@@ -262,6 +264,23 @@ def main() -> None:
             if args.out:
                 with open(args.out, "a") as f:
                     f.write(line + "\n")
+
+
+TABLE_KEYS = ("colors", "input_scale", "time_embed_std", "patch", "obj", "train", "batch", "lr", "wd",
+              "warmup_epochs", "schedule", "clip")
+
+
+def print_table(path: str) -> None:
+    """The per-epoch validation curves of a results file as a Markdown table (as in results.md)."""
+    print("| tag | attention | seed | settings | epochs to ≥0.95 | best | cpu s | curve (val top-1 per epoch) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for line in Path(path).read_text().splitlines():
+        r = json.loads(line)
+        settings = " ".join(f"{k}={r['args'][k]}" for k in TABLE_KEYS if k in r["args"])
+        hit = next((i + 1 for i, v in enumerate(r["curve"]) if v >= 0.95), "-")
+        curve = " ".join(f"{v:.2f}" for v in r["curve"])
+        print(f"| {r['tag']} | {r['attention']} | {r['seed']} | {settings} | {hit} | {max(r['curve']):.3f} | "
+              f"{r['cpu_s']} | {curve} |")
 
 
 if __name__ == "__main__":
