@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 from . import __version__
 from .errors import UserError
-from .utils import sha256_file
+from .utils import first_line, sha256_file
 
 CHUNK = 1 << 20
 NAME_MAX = 255  # bytes in one file name (ext4, APFS, NTFS)
@@ -61,7 +61,10 @@ def file_name_from_url(url: str, where: str | None = None) -> str:
     name: not empty, `.` or `..`, no control characters (`%00`), at most 250 bytes."""
     shown = url if len(url) <= 120 else url[:119] + "…"
     prefix = f"{where}: {shown}" if where else shown
-    name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    try:
+        name = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
+    except ValueError as err:  # urlparse: "Invalid IPv6 URL" (an unclosed `[`)
+        raise UserError(f"{prefix}: not a URL ({first_line(err)})") from None
     if not name or name in (".", ".."):
         raise UserError(f"{prefix}: the URL names no file")
     if any(ord(c) < 32 or ord(c) == 127 for c in name):

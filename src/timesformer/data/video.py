@@ -313,6 +313,8 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise VideoReadError(path, "FFmpeg has no decoder for the video stream's codec")
         check_frame_size(path, stream.codec_context.width, stream.codec_context.height, num_seg)
         fps = _frame_rate(stream)
         if fps is None:
@@ -381,7 +383,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         raise VideoReadError(path, "file not found")
     try:
         with av.open(path) as container:
-            if container.streams.video:
+            if container.streams.video and container.streams.video[0].codec_context is not None:
                 context = container.streams.video[0].codec_context
                 check_frame_size(path, context.width, context.height)
             for frame in container.decode(video=0):
