@@ -69,19 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..data.pipeline import VideoPipeline
     from ..export.predictor import default_labels, load_checked_model
-    from ..inference.explain import explain
+    from ..inference.explain import centre_crop_pipeline, explain
     from ..inference.render import clip_frames, write_overlay_video, write_strip_png
     from ..utils import atomic_path
 
     model, spec = load_checked_model(args.weights, args.config)
     labels = default_labels(spec.num_classes, args.label_file)
-    pipeline = VideoPipeline.for_mode(
-        "test", spec.num_seg, mean=spec.mean, std=spec.std, short_side_min=spec.short_size,
-        short_side_max=spec.short_size, crop_size=spec.target_size, crop="center",
-    )  # fmt: skip
-    clip = pipeline(str(video))[0]
+    clip = centre_crop_pipeline(spec)(str(video))[0]
     result = explain(model, clip, method=args.method, target=args.target)
 
     def name(c: int) -> str:
@@ -96,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
     plotted = write_strip_png(frames, result.maps, outputs["png"], title)
     height, width = write_overlay_video(frames, result.maps, outputs["mp4"])
 
-    print(f"{video}: top-1 {name(result.predicted)} (class {result.predicted}, score {result.score:.4f}); "
-          f"{args.method} map of class {result.target}")  # fmt: skip
+    top1 = f"{labels[result.predicted]} (class {result.predicted}, " if labels else f"class {result.predicted} ("
+    print(f"{video}: top-1 {top1}score {result.score:.4f}); {args.method} map of class {result.target}")
     print(f"  maps {list(result.maps.shape)}: {outputs['npy']}")
     print(f"  strip: {outputs['png']}" if plotted else "  strip: skipped (pip install matplotlib to draw it)")
     print(f"  overlay {width}x{height}: {outputs['mp4']}")

@@ -107,6 +107,18 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
     )  # fmt: skip
 
 
+def centre_crop_pipeline(spec):
+    """The test pipeline of `spec` (an `InferenceSpec`: frames, short side, normalization) with
+    one centre crop: the view `explain` shows, so that every map lies on the pixels drawn.
+    (UniformCrop's middle view, up to PaddleVideo's rounding of an odd margin.)"""
+    from ..data.pipeline import VideoPipeline
+
+    return VideoPipeline.for_mode(
+        "test", spec.num_seg, mean=spec.mean, std=spec.std, short_side_min=spec.short_size,
+        short_side_max=spec.short_size, crop_size=spec.target_size, crop="center",
+    )  # fmt: skip
+
+
 def scale_per_frame(relevance: np.ndarray) -> np.ndarray:
     """Each frame's map min-max scaled to [0, 1]; a constant frame becomes zeros."""
     flat = relevance.reshape(relevance.shape[0], -1).astype(np.float64)

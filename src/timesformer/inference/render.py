@@ -41,9 +41,13 @@ def clip_frames(clip: torch.Tensor, mean, std) -> np.ndarray:
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """uint8 ``[T, H, W, 3]`` -> ``[T, height, width, 3]`` (bilinear)."""
+    """uint8 ``[T, H, W, 3]`` -> ``[T, height, width, 3]``: pixels kept square when enlarged
+    (nearest: the pixels the model saw), bilinear with antialiasing when reduced."""
     x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=height < frames.shape[1])
+    if height >= frames.shape[1] and width >= frames.shape[2]:
+        x = F.interpolate(x, size=(height, width), mode="nearest-exact")
+    else:
+        x = F.interpolate(x, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
@@ -99,6 +103,7 @@ def write_strip_png(frames: np.ndarray, maps: np.ndarray, path: str | os.PathLik
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from PIL import Image  # a dependency of matplotlib
     except ImportError:
         return False
     count = frames.shape[0]
@@ -112,7 +117,11 @@ def write_strip_png(frames: np.ndarray, maps: np.ndarray, path: str | os.PathLik
         ax.set_axis_off()
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=80)
+    fig.set_dpi(80)
+    fig.canvas.draw()
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3])
     plt.close(fig)
+    # 256 adaptive colours: the noisy frames made a true-colour PNG ~3x larger, no clearer.
+    with atomic_path(Path(path)) as tmp:
+        image.quantize(256, method=Image.Quantize.MEDIANCUT).save(tmp, format="png", optimize=True)
     return True
