@@ -142,6 +142,7 @@ def test_features_explain_and_timeline(service, files, private_tmp):
     [
         ("random", 422, "not a video"),
         ("text", 422, "not a video"),
+        ("text_named_txt", 422, "not a video"),
         ("truncated", 422, "truncated"),
         ("empty", 400, "empty upload"),
         ("no_field", 400, "field 'file' is missing"),
@@ -161,6 +162,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_and_leave_no_temp_file(case, 
     requests = {
         "random": lambda c: c.post("/predict", files=upload(files["random"])),
         "text": lambda c: c.post("/predict", files=upload(files["text"])),
+        "text_named_txt": lambda c: c.post("/predict", files=upload(files["text"], "notes.txt")),
         "truncated": lambda c: c.post("/predict", files=upload(files["truncated"])),
         "empty": lambda c: c.post("/predict", content=b"", headers={"content-type": "video/mp4"}),
         "no_field": lambda c: c.post("/predict", files={"video": ("a.mp4", b"abc", "video/mp4")}),

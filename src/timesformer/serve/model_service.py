@@ -22,6 +22,10 @@ from ..errors import UserError
 from ..utils import first_line
 
 
+# FFmpeg demuxes text files named .txt, .bin, .ans ... as "videos" of rendered characters.
+TEXT_ART_CODECS = {"ansi", "bintext", "xbin", "idf"}
+
+
 class NotAvailable(UserError):
     """A route this model (or this installation) cannot serve: the server answers 501."""
 
@@ -115,6 +119,8 @@ class ModelService:
                     kinds = sorted({s.type for s in container.streams}) or ["none"]
                     raise VideoRejected(f"not a video: no video stream (streams: {', '.join(kinds)})")
                 stream = container.streams.video[0]
+                if stream.codec_context.name in TEXT_ART_CODECS:  # FFmpeg renders text files as ANSI art
+                    raise VideoRejected("not a video: a text file")
                 width, height = stream.codec_context.width, stream.codec_context.height
                 rate = stream.average_rate or stream.guessed_rate or stream.base_rate
                 frames = stream.frames
@@ -217,5 +223,5 @@ def upload_suffix(filename: str | None, content_type: str | None) -> str:
     subtype = (content_type or "").partition("/")[2].lower()
     guessed = {"mp4": ".mp4", "webm": ".webm", "x-msvideo": ".avi", "avi": ".avi", "quicktime": ".mov",
                "x-matroska": ".mkv", "mpeg": ".mpg", "x-flv": ".flv", "3gpp": ".3gp"}.get(subtype)  # fmt: skip
-    return guessed or ".bin"
+    return guessed or ""  # no extension: FFmpeg probes the bytes
 
