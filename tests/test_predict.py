@@ -76,7 +76,7 @@ def test_predict_cli_on_example_avi_matches_paddlevideo(engine, fixture_export, 
     model_args = (
         ["--model_file", fixture_export / "TimeSformer.onnx"]
         if engine == "onnx"
-        else ["-w", paddle_fixture / "model.pdparams"]
+        else ["-w", paddle_fixture / "model.pdparams", "--precision", "fp32"]
     )
     out_json = tmp_path / "out.json"
     code, out, err = run_cli(
@@ -121,7 +121,7 @@ def synth(tmp_path_factory):
 
 def test_onnx_and_torch_predict_the_same_on_synth_videos(synth, tmp_path, capsys):
     results = {}
-    for engine, args in (("onnx", ["--model_file", synth["onnx"]]), ("torch", ["-w", synth["weights"], "--label_file", synth["labels"]])):
+    for engine, args in (("onnx", ["--model_file", synth["onnx"]]), ("torch", ["-w", synth["weights"], "--label_file", synth["labels"], "--precision", "fp32"])):
         out_json = tmp_path / f"{engine}.json"
         code, out, err = run_cli(capsys, "predict", "--input_file", synth["list"], *args, "--top_k", "2", "--batch_size", "2", "--json", out_json)
         assert code == 0, err
@@ -169,6 +169,7 @@ def test_broken_and_missing_videos_are_named_and_the_rest_predicted(synth, tmp_p
 
     for lone in (broken, tmp_path / "nowhere.mp4"):  # one video: exactly one line, naming it
         code, out, err = run_cli(capsys, "predict", "--input_file", lone, "-w", synth["weights"])
+        err = [line for line in err if not line.startswith("[predict] engine: ")]  # which engine and precision ran
         assert code == 1 and out == "" and len(err) == 1 and str(lone) in err[0]
 
     with pytest.raises(VideoReadError, match="a_broken.avi"):

@@ -13,6 +13,11 @@ view-averaged logits (the averaged softmaxes when `avg_type` is "prob").
 `--model_file` runs ONNX Runtime on a `timesformer export` file; `-w` (or the seed's
 `--params_file` without `--model_file`) runs PyTorch on any checkpoint. A video that cannot
 be read is named on one line (stderr), the others are still predicted, and the exit status is 1.
+
+`--window S [--stride S]` predicts along each video instead: one line `start-end label score`
+per window (`--json`: a `windows` list per video; `--plot FILE.png`: the timeline drawn).
+`--stream SOURCE [--window S] [--every S]` predicts on a live stream, one line per prediction
+with its time and latency (`--json FILE`: JSON lines as they come), until the stream ends or Ctrl-C.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ def register(sub) -> None:
     )  # fmt: skip
     add_config_arguments(parser, required=False,
                          config_help="YAML config (PaddleVideo schema); with -w: the architecture and test pipeline")  # fmt: skip
-    parser.add_argument("-i", "--input_file", required=True, help="a video, a folder of videos, or a list file")
+    parser.add_argument("-i", "--input_file", help="a video, a folder of videos, or a list file")
     parser.add_argument("--model_file", help="ONNX model from `timesformer export` (runs ONNX Runtime)")
     parser.add_argument("-w", "--weights", help="checkpoint in any format load_model reads (runs PyTorch)")
     parser.add_argument("--params_file", help="PaddleVideo's flag: ignored with --model_file (ONNX keeps its weights), else the same as -w")
@@ -53,26 +58,68 @@ def register(sub) -> None:
     parser.add_argument("--top_k", type=int, default=None, help="classes to show (default: the config's INFERENCE.top_k, else 1)")
     parser.add_argument("--label_file", help="class names, `id name` or one name per line (default: beside the ONNX model, or Kinetics-400 for 400 classes)")
     parser.add_argument("--json", metavar="FILE", help="also write the predictions as a JSON list")
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="PyTorch autocast precision (bf16 on CPU, fp16/bf16 on GPU); ONNX Runtime runs the fp32 model")  # fmt: skip
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="PyTorch autocast precision; auto: bf16 where the device computes it natively, else fp32 "
+                        "(default: auto); ONNX Runtime runs the fp32 model")  # fmt: skip
     parser.add_argument("--num_workers", type=int, default=2, help="threads decoding videos ahead of the model (default: 2)")
+    parser.add_argument("--window", type=float, default=None, metavar="S",
+                        help="predict along each video: one prediction per window of S seconds (with --stream: the window "
+                        "predicted on, default: the test clip's span)")  # fmt: skip
+    parser.add_argument("--stride", type=float, default=None, metavar="S", help="seconds between window starts (default: --window)")
+    parser.add_argument("--plot", metavar="FILE.png", help="with --window: draw the timelines (needs matplotlib)")
+    parser.add_argument("--stream", metavar="SOURCE",
+                        help="live source: camera device (/dev/video0), rtsp/http/udp URL, or - for stdin")  # fmt: skip
+    parser.add_argument("--every", type=float, default=1.0, metavar="S", help="with --stream: seconds of stream between predictions (default: 1)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
-    from ..errors import VideoReadError
-    from ..inference.inputs import list_videos
-    from ..utils import atomic_write_text
 
+    _check_modes(args)
     if args.override and not args.config:
         raise UserError(f"-o {args.override[0]}: overrides need a config (-c)")
     cfg = load_config(args.config, args.override) if args.config else None
     predictor = _build_predictor(args, cfg)
-    if args.use_gpu or args.precision != "fp32":  # say whether the request was honoured
-        print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
+    print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
     top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
     top_k = min(top_k, predictor.spec.num_classes)
+    if args.stream is not None:
+        return _run_stream(args, predictor, top_k)
+    if args.window is not None:
+        return _run_windows(args, predictor, top_k)
+    return _run_videos(args, predictor, top_k)
+
+
+def _check_modes(args: argparse.Namespace) -> None:
+    """Flag combinations and values, before any file is read."""
+    from ..inference.windows import check_window_args
+    from ..utils import check_distinct_paths
+
+    if (args.input_file is None) == (args.stream is None):
+        raise UserError("give either -i/--input_file (videos) or --stream SOURCE (a live stream)")
+    if args.batch_size < 1 or args.num_workers < 1:
+        raise UserError(f"--batch_size {args.batch_size} / --num_workers {args.num_workers}: must be at least 1")
+    if args.top_k is not None and args.top_k < 1:
+        raise UserError(f"--top_k {args.top_k}: must be at least 1")
+    check_window_args(args.window, args.stride)
+    if args.plot and args.window is None:
+        raise UserError("--plot draws the timeline of --window predictions: give --window S")
+    if args.stream is not None and (args.plot or args.stride is not None):
+        raise UserError("--plot and --stride go with --window on files; a stream predicts every --every seconds")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UserError(f"--plot {args.plot}: must end in .png")
+    inputs = {"-i": args.input_file, "-c": args.config, "-w": args.weights or args.params_file,
+              "--model_file": args.model_file, "--label_file": args.label_file}  # fmt: skip
+    if args.stream not in (None, "-"):
+        inputs["--stream"] = args.stream
+    check_distinct_paths(inputs, {"--json": args.json, "--plot": args.plot})
+
+
+def _run_videos(args: argparse.Namespace, predictor, top_k: int) -> int:
+    from ..errors import VideoReadError
+    from ..inference.inputs import list_videos
+    from ..utils import atomic_write_text
 
     videos = list_videos(args.input_file)
     predictions, failed = [], []
@@ -93,6 +140,61 @@ def run(args: argparse.Namespace) -> int:
     if failed and len(videos) > 1:
         print(f"timesformer predict: {len(failed)} of {len(videos)} videos could not be read", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _run_windows(args: argparse.Namespace, predictor, top_k: int) -> int:
+    """One line per window, `start-end label score`, under each video's header line."""
+    from ..errors import VideoReadError
+    from ..inference.inputs import list_videos
+    from ..utils import atomic_write_text
+
+    videos = list_videos(args.input_file)
+    timelines, failed = [], []
+    for result in predictor.iter_timelines(videos, args.window, args.stride, top_k, args.batch_size):
+        if isinstance(result, VideoReadError):
+            failed.append(result)
+            print(f"timesformer predict: error: {result}", file=sys.stderr)
+            continue
+        timelines.append(result)
+        print(f"Current video file: {result.video_id}")
+        for w in result.windows:
+            print(f"\t{w.start_s:.2f}-{w.end_s:.2f} {_name(w.topk_label, w.topk_class)} {w.topk_scores[0]:.4f}", flush=True)
+    if args.json:
+        records = [{"video_id": t.video_id, "windows": [w.to_dict() for w in t.windows]} for t in timelines]
+        atomic_write_text(args.json, json.dumps(records, indent=2) + "\n")
+    if args.plot and timelines:
+        from ..inference.timeline_plot import plot_timelines
+
+        plot_timelines(timelines, predictor.labels, args.plot)
+    if failed and len(videos) > 1:
+        print(f"timesformer predict: {len(failed)} of {len(videos)} videos could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _run_stream(args: argparse.Namespace, predictor, top_k: int) -> int:
+    """One line per prediction as it comes; JSON lines to --json, flushed each time."""
+    import contextlib
+
+    made, dropped = 0, 0
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(open(args.json, "a", encoding="utf-8")) if args.json else None
+        try:
+            for p in predictor.stream(args.stream, args.window, args.every, top_k):
+                made, dropped = made + 1, dropped + p.dropped
+                late = f"  ({p.dropped} window{'s' if p.dropped > 1 else ''} dropped: model slower than real time)" if p.dropped else ""
+                print(f"[{p.start_s:8.2f}-{p.end_s:.2f}s] {_name(p.topk_label, p.topk_class)} {p.topk_scores[0]:.4f}"
+                      f"  latency {p.latency_s * 1000:.0f} ms{late}", flush=True)  # fmt: skip
+                if sink is not None:
+                    sink.write(json.dumps(p.to_dict()) + "\n")
+                    sink.flush()
+        except KeyboardInterrupt:
+            print("[predict] stopped (Ctrl-C)", file=sys.stderr)
+    print(f"[predict] stream: {made} predictions, {dropped} windows dropped", file=sys.stderr)
+    return 0
+
+
+def _name(labels: list[str] | None, classes: list[int]) -> str:
+    return labels[0] if labels else str(classes[0])
 
 
 def format_prediction(p, top_k: int) -> str:
@@ -129,7 +231,7 @@ def _build_predictor(args: argparse.Namespace, cfg):
                 f"--model_file {model_file}: Paddle inference models are not supported; export the .pdparams "
                 "with `timesformer export`, or pass them with -w"
             )
-        if args.precision != "fp32":
+        if args.precision not in ("fp32", "auto"):
             print(f"[predict] --precision {args.precision}: ONNX Runtime runs the exported fp32 model", file=sys.stderr)
         return Predictor.from_onnx(
             model_file, use_gpu=args.use_gpu, label_file=args.label_file, num_workers=args.num_workers

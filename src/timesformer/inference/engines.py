@@ -36,13 +36,15 @@ class TorchEngine:
 
     def __init__(self, model: nn.Module, spec: InferenceSpec, device: str | torch.device = "cpu", precision: str = "fp32"):
         self.device = resolve_device(device)
+        self.chosen = precision == "auto"  # say so: the user did not pick it
         self.precision = resolve_precision(precision, self.device)
         self.dtype = resolve_amp_dtype(self.device, self.precision)
         self.net = MultiViewModel(model, spec.num_seg, spec.avg_type).to(self.device).eval()
 
     @property
     def description(self) -> str:
-        return f"PyTorch on {self.device.type} ({self.precision})"
+        how = ", chosen by --precision auto" if self.chosen else ""
+        return f"PyTorch on {self.device.type} ({self.precision}{how})"
 
     def _run(self, fn, batch: torch.Tensor) -> np.ndarray:
         enabled = self.dtype is not None

@@ -33,6 +33,7 @@ from .inputs import list_videos
 from .labels import default_labels
 from .loading import load_checked_model
 from .spec import SPEC_SUFFIX, InferenceSpec
+from .stream import StreamPrediction, stream_predictions
 from .views import stack_views
 from .windows import Window, check_window_args, iter_window_frames, plan_windows, probe
 
@@ -182,9 +183,10 @@ class Predictor:
         """Top-k of each clip of a batch `[N, 3, V*T, H, W]` (from `load_clip`), one `Prediction` each."""
         k = min(top_k, self.spec.num_classes)
         ids = video_ids if video_ids is not None else [str(i) for i in range(len(clips))]
-        return [Prediction(vid, *self._top(row, k)) for vid, row in zip(ids, self.scores(clips))]
+        return [Prediction(vid, *self.top_classes(row, k)) for vid, row in zip(ids, self.scores(clips))]
 
-    def _top(self, probs: np.ndarray, k: int) -> tuple[list[int], list[float], list[str] | None]:
+    def top_classes(self, probs: np.ndarray, k: int) -> tuple[list[int], list[float], list[str] | None]:
+        """The k most probable classes of one probability vector, their probabilities and names."""
         classes, scores = top_k(probs, k)
         return classes, scores, [self.labels[c] for c in classes] if self.labels else None
 
@@ -253,7 +255,7 @@ class Predictor:
 
         def load(path: str):
             clip = self.load_clip(path)
-            return clip, min(self.pipeline.sampling_rate * self.spec.num_seg / self.pipeline.target_fps, probe(path).duration_s)
+            return clip, min(self.clip_seconds, probe(path).duration_s)
 
         for paths, loaded, errors in self._batches(videos, load, batch_size):
             if paths:
@@ -312,7 +314,7 @@ class Predictor:
         windows, probs = [], []
         for spans, clips in self._window_batches(str(path), window, stride, batch_size):
             for span, row in zip(spans, self.scores(clips)):
-                windows.append(WindowPrediction(span.start_s, span.end_s, *self._top(row, k)))
+                windows.append(WindowPrediction(span.start_s, span.end_s, *self.top_classes(row, k)))
                 probs.append(row)
         return Timeline(str(path), windows, np.stack(probs))
 
@@ -326,6 +328,22 @@ class Predictor:
                 yield self.timeline(path, window, stride, top_k, batch_size)
             except VideoReadError as err:
                 yield err
+
+
+    # ------------------------------------------------------------------- live streams
+
+    def stream(self, source, window: float | None = None, every: float = 1.0, top_k: int = 5) -> Iterator[StreamPrediction]:
+        """Predictions on the last `window` seconds of a live `source` (camera device, URL, "-",
+        a pipe, a file object) every `every` seconds, dropping windows when the model is slower
+        than real time (see `timesformer.inference.stream`). `window` defaults to the test clip's span."""
+        _check_positive("--top_k", top_k)
+        window = self.clip_seconds if window is None else window
+        return stream_predictions(self, source, window, every, top_k)
+
+    @property
+    def clip_seconds(self) -> float:
+        """The span the test pipeline samples a whole clip from: sampling_rate * num_seg / target_fps."""
+        return self.pipeline.sampling_rate * self.spec.num_seg / self.pipeline.target_fps
 
 
 def _record(path: str, start_s: float, end_s: float) -> dict:
