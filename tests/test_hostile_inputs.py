@@ -15,6 +15,8 @@ from timesformer.cli import main
 from timesformer.errors import UserError
 from timesformer.utils import check_distinct_paths
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def run_cli(capsys, *argv) -> str:
     """Run the CLI, require exit 1; return the one line it printed on stderr (besides progress bars)."""
@@ -129,6 +131,29 @@ def test_download_refuses_link_list_and_duplicate_names(tmp_path, capsys):
     links.write_text("http://127.0.0.1:9/a/x.bin\nhttp://127.0.0.1:9/b/x.bin\n")
     err = run_cli(capsys, "data", "download", "--links", links, "--out", out)
     assert "same file" in err and "x.bin" in err
+
+
+def test_train_refuses_outputs_on_its_inputs(tmp_path, capsys):
+    config = ROOT / "src" / "timesformer" / "configs" / "demo_motion.yaml"
+    out = tmp_path / "out"
+    out.mkdir()
+    lists = tmp_path / "train.list"
+    lists.write_text("a.mp4 0\n")
+    base = ["train", "-c", config, "-o", f"output_dir={out}", "-o", f"DATASET.train.file_path={lists}",
+            "-o", f"DATASET.valid.file_path={lists}", "-o", f"DATASET.test.file_path={lists}"]  # fmt: skip
+    for name in ("TimeSformer_demo_best.safetensors", "TimeSformer_demo_epoch_00002.safetensors", "TimeSformer_demo_interrupted.state.pt"):
+        weights = out / name
+        weights.write_bytes(b"previous run")
+        err = run_cli(capsys, *base, "-w", weights)
+        assert err.startswith("timesformer train: error:") and name in err and "-w" in err
+        assert weights.read_bytes() == b"previous run"
+    log_list = tmp_path / "train.log"
+    log_list.write_text("a.mp4 0\n")
+    err = run_cli(capsys, *base, "-o", f"DATASET.train.file_path={log_list}", "--log_dir", tmp_path)
+    assert "--log_dir's train.log" in err and "would overwrite DATASET.train.file_path" in err
+    (out / "metrics.jsonl").write_text("a.mp4 0\n")
+    err = run_cli(capsys, *base, "-o", f"DATASET.valid.file_path={out / 'metrics.jsonl'}")
+    assert "output_dir's metrics.jsonl" in err and "would overwrite DATASET.valid.file_path" in err
 
 
 # ---------------------------------------------------------------- list files

@@ -66,6 +66,31 @@ def launch_on_gpus(args: argparse.Namespace, gpu_ids: list[str]) -> int:
     return subprocess.call(command, env=env)
 
 
+def check_run_paths(args: argparse.Namespace, cfg) -> None:
+    """Refuse a run whose outputs (logs, checkpoints) would land on its inputs (config,
+    weights, list files): e.g. `-w OUT/TimeSformer_best.safetensors` into the same OUT."""
+    import re
+    from pathlib import Path
+
+    from ..engine.state import STATE_SUFFIX, WEIGHTS_SUFFIX, best_weights_path, interrupted_weights_path, state_path_for
+    from ..errors import UserError
+    from ..utils import check_distinct_paths
+
+    out, name = cfg.output_path, cfg.model_name
+    lists = {f"DATASET.{split}.file_path": getattr(cfg.DATASET, split).file_path or None for split in ("train", "valid")}
+    inputs = {"-c": args.config, "-w": args.weights, **lists}
+    check_distinct_paths(inputs, {
+        f"{'--log_dir' if args.log_dir else 'output_dir'}'s train.log": Path(args.log_dir or out) / "train.log",
+        "output_dir's metrics.jsonl": out / "metrics.jsonl",
+        "the best checkpoint": [best_weights_path(out, name), state_path_for(best_weights_path(out, name))],
+        "the interrupted checkpoint": [interrupted_weights_path(out, name), state_path_for(interrupted_weights_path(out, name))],
+    })  # fmt: skip
+    epoch_file = re.compile(re.escape(name) + r"_epoch_\d+(" + re.escape(WEIGHTS_SUFFIX) + "|" + re.escape(STATE_SUFFIX) + ")")
+    for flag, path in inputs.items():
+        if path and epoch_file.fullmatch(Path(path).name) and Path(path).resolve().parent == out.resolve():
+            raise UserError(f"{flag} {path}: this run saves its epoch checkpoints under that name in {out}; copy it elsewhere first")
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -89,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.train import TrainOptions, train_model
 
     cfg = load_config(args.config, args.override)
+    check_run_paths(args, cfg)
     options = TrainOptions(
         validate=args.validate, amp=args.amp, amp_level=args.amp_level, weights=args.weights,
         resume=args.resume, seed=args.seed, log_dir=args.log_dir, device=device,
