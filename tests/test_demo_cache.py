@@ -9,7 +9,7 @@ import torch
 
 from timesformer.data.synth import write_motion_dataset
 from timesformer.engine.config import load_config
-from timesformer.engine.sampler import build_dataset
+from timesformer.engine.loaders import build_dataset
 from timesformer.errors import UserError
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo_motion.yaml"

@@ -3,14 +3,16 @@ PaddleVideo Momentum update, view averaging, saved states and the resume point."
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import pytest
 import torch
 
 from timesformer.engine.evaluate import average_views, topk_correct
-from timesformer.engine.optim import LRSchedule, OptimizerSpec, build_optimizer
-from timesformer.engine.sampler import BatchLayout, EvalBatchSampler, TrainBatchSampler, epoch_permutation
+from timesformer.engine.config.schema import LearningRateConfig, OptimizerConfig, WeightDecayConfig
+from timesformer.engine.optim import build_optimizer, lr_at
+from timesformer.engine.order import BatchLayout, EvalBatchSampler, TrainBatchSampler, epoch_permutation
 from timesformer.engine.state import (
     find_resume_point,
     interrupted_weights_path,
@@ -76,26 +78,26 @@ def test_eval_shards_cover_every_sample_once():
 
 def test_multistep_decay_as_paddlevideo():
     # K400 recipe: lr 0.005, x0.1 at epochs 11 and 14, stepped once per epoch.
-    schedule = LRSchedule(0.005, "multistep", milestones=(11, 14), gamma=0.1, total_epochs=15)
+    schedule = LearningRateConfig("MultiStepDecay", 0.005, milestones=[11, 14], gamma=0.1)
     expected = [0.005] * 11 + [0.0005] * 3 + [0.00005]
-    got = [schedule.lr_at(epoch, step=7, steps_per_epoch=10) for epoch in range(15)]
+    got = [lr_at(schedule, 15, epoch, step=7, steps_per_epoch=10) for epoch in range(15)]
     assert got == pytest.approx(expected, rel=1e-12)
 
 
 def test_warmup_then_cosine():
-    schedule = LRSchedule(1.0, "cosine", total_epochs=10, warmup_epochs=2, warmup_start_lr=0.1, per_step=True)
-    assert schedule.lr_at(0, 0, 4) == pytest.approx(0.1)
-    assert schedule.lr_at(1, 0, 4) == pytest.approx(0.1 + 0.9 * 0.5)
-    assert schedule.lr_at(2, 0, 4) == pytest.approx(1.0)
-    assert schedule.lr_at(6, 0, 4) == pytest.approx(0.5)  # half-way through the cosine
-    assert schedule.lr_at(9, 3, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7.75 / 8)))
+    schedule = LearningRateConfig("CosineAnnealingDecay", 1.0, warmup_epochs=2, warmup_start_lr=0.1, iter_step=True)
+    assert lr_at(schedule, 10, 0, 0, 4) == pytest.approx(0.1)
+    assert lr_at(schedule, 10, 1, 0, 4) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert lr_at(schedule, 10, 2, 0, 4) == pytest.approx(1.0)
+    assert lr_at(schedule, 10, 6, 0, 4) == pytest.approx(0.5)  # half-way through the cosine
+    assert lr_at(schedule, 10, 9, 3, 4) == pytest.approx(0.5 * (1 + math.cos(math.pi * 7.75 / 8)))
 
 
 def test_momentum_is_paddle_nesterov_with_l2():
     # Paddle Momentum (use_nesterov, L2Decay): g' = g + wd*p; v = mu*v + g'; p -= lr*(g' + mu*v)
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
-    spec = OptimizerSpec("Momentum", momentum=0.9, nesterov=True, weight_decay=1e-2)
+    spec = OptimizerConfig("Momentum", momentum=0.9, use_nesterov=True, weight_decay=WeightDecayConfig(value=1e-2))
     optimizer = build_optimizer(spec, model, lr=0.1)
     params = [p.detach().clone() for p in model.parameters()]
     velocity = [torch.zeros_like(p) for p in params]
@@ -114,7 +116,7 @@ def test_momentum_is_paddle_nesterov_with_l2():
 
 def test_no_weight_decay_names_get_their_own_group():
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.LayerNorm(2))
-    spec = OptimizerSpec("AdamW", weight_decay=0.05, no_weight_decay=("1.",))
+    spec = OptimizerConfig("AdamW", weight_decay=WeightDecayConfig(value=0.05), no_weight_decay_name="1.")
     groups = build_optimizer(spec, model, lr=1e-3).param_groups
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
     assert [len(g["params"]) for g in groups] == [2, 2]
@@ -134,9 +136,12 @@ def _save_point(directory, name, epochs, steps, write_weights=True):
     weights = (
         interrupted_weights_path(directory, name) if steps else directory / f"{name}_epoch_{epochs:05d}.safetensors"
     )
+    content = f"weights {epochs} {steps}".encode()
     if write_weights:
-        weights.write_bytes(b"w")
-    state = {"epochs_done": epochs, "steps_done": steps, "weights": weights.name, "m": torch.arange(3.0)}
+        weights.write_bytes(content)
+    state = {"epochs_done": epochs, "steps_done": steps, "seed": 0, "global_batch_size": 8, "best_top1": None,
+             "weights": weights.name, "weights_sha256": hashlib.sha256(content).hexdigest(), "optimizer": {},
+             "scaler": {}, "rng": {"torch": torch.get_rng_state()}, "m": torch.arange(3.0)}  # fmt: skip
     save_state(state_path_for(weights), state)
     return weights
 
@@ -146,8 +151,10 @@ def test_resume_point_is_the_most_advanced_complete_one(tmp_path):
     _save_point(tmp_path, "M", 1, 0)
     _save_point(tmp_path, "M", 2, 0)
     _save_point(tmp_path, "M", 3, 0, write_weights=False)  # its weights never landed
-    point = find_resume_point(tmp_path, "M")
+    notes = []
+    point = find_resume_point(tmp_path, "M", notes)
     assert point.progress == (2, 0) and point.weights.name == "M_epoch_00002.safetensors"
+    assert len(notes) == 1 and "M_epoch_00003.state.pt" in notes[0] and "missing" in notes[0]
     torch.testing.assert_close(point.state["m"], torch.arange(3.0))
     _save_point(tmp_path, "M", 2, 5)  # interrupted mid-epoch 3
     assert find_resume_point(tmp_path, "M").progress == (2, 5)
@@ -156,12 +163,48 @@ def test_resume_point_is_the_most_advanced_complete_one(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporary files
 
 
+def test_a_pair_whose_weights_changed_is_passed_over_saying_so(tmp_path):
+    """The crash window: weights re-saved, the state beside them not yet. The hash tells them apart."""
+    _save_point(tmp_path, "M", 1, 0)
+    _save_point(tmp_path, "M", 1, 2)  # interrupted at epoch 2 step 2
+    interrupted = interrupted_weights_path(tmp_path, "M")
+    interrupted.write_bytes(b"weights of a later interruption, whose state never landed")
+    notes = []
+    point = find_resume_point(tmp_path, "M", notes)
+    assert point.progress == (1, 0) and point.weights.name == "M_epoch_00001.safetensors"
+    assert len(notes) == 1 and "M_interrupted.state.pt" in notes[0] and "sha256" in notes[0]
+    (tmp_path / "M_epoch_00001.safetensors").write_bytes(b"changed too")
+    assert find_resume_point(tmp_path, "M") is None
+
+
+@pytest.mark.parametrize("drop, value", [
+    ("weights_sha256", None), ("optimizer", None), ("epochs_done", None), ("rng", None),
+    ("epochs_done", "3"), ("steps_done", -1), ("weights", "../../etc/passwd"), ("weights", 7), ("best_top1", "x"),
+])  # fmt: skip
+def test_a_hand_made_state_missing_or_mistyping_a_field_is_one_line(tmp_path, drop, value):
+    weights = _save_point(tmp_path, "M", 1, 0)
+    state = torch.load(state_path_for(weights), weights_only=True)
+    if value is None:
+        del state[drop]
+    else:
+        state[drop] = value
+    torch.save(state, state_path_for(weights))
+    with pytest.raises(CheckpointError, match="M_epoch_00001.state.pt") as err:
+        load_state(state_path_for(weights))
+    assert "\n" not in str(err.value) and drop in str(err.value) or "negative" in str(err.value)
+    notes = []
+    assert find_resume_point(tmp_path, "M", notes) is None and "M_epoch_00001.state.pt" in notes[0]
+
+
 def test_state_refuses_foreign_files(tmp_path):
     bad = tmp_path / "x.state.pt"
     bad.write_bytes(b"not a state")
     with pytest.raises(CheckpointError, match="x.state.pt"):
         load_state(bad)
     torch.save({"a": 1}, bad)
+    with pytest.raises(CheckpointError, match="not a timesformer training state"):
+        load_state(bad)
+    torch.save([1, 2], bad)
     with pytest.raises(CheckpointError, match="not a timesformer training state"):
         load_state(bad)
 

@@ -8,7 +8,7 @@ import torch
 from timesformer.data.prepare.frames import extract_frames
 from timesformer.data.synth import write_motion_dataset
 from timesformer.engine.config import load_config
-from timesformer.engine.sampler import build_dataset
+from timesformer.engine.loaders import build_dataset
 
 
 def test_frame_dataset_config_reads_the_extracted_frames(tmp_path):

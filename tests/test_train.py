@@ -219,18 +219,18 @@ def test_stop_in_the_middle_of_an_epoch_resumes_exactly(config_file, reference_r
     from timesformer.engine.train import Trainer
     from timesformer.engine.state import find_resume_point
 
-    original = Trainer.forward_backward
+    original = Trainer.train_step
 
     def signal_during_step_2(self, batches, epoch, step, stop):
         if (epoch, step) == (0, 1):
             stop.signal_name = "SIGINT"
         return original(self, batches, epoch, step, stop)
 
-    monkeypatch.setattr(Trainer, "forward_backward", signal_during_step_2)
+    monkeypatch.setattr(Trainer, "train_step", signal_during_step_2)
     result = run_in_process(config_file, tmp_path)
     assert result.interrupted_by == "SIGINT" and result.epochs_done == 0
     assert find_resume_point(tmp_path, NAME).progress == (0, 2)
-    monkeypatch.setattr(Trainer, "forward_backward", original)
+    monkeypatch.setattr(Trainer, "train_step", original)
     assert run_in_process(config_file, tmp_path, resume=True).epochs_done == 2
     assert max_relative_difference(weights(reference_run, 1), weights(tmp_path, 1)) == 0.0
     assert max_relative_difference(weights(reference_run, 2), weights(tmp_path, 2)) == 0.0

@@ -18,7 +18,8 @@ from ..model.timesformer import build_model
 from .config import Config
 from .distributed import DistContext, all_gather_objects
 from .logging import RunLogger
-from .sampler import EvalBatchSampler, build_dataset, make_loader
+from .loaders import build_dataset, make_loader
+from .order import EvalBatchSampler
 
 
 @dataclass

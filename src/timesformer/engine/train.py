@@ -2,7 +2,7 @@
 
 One code path for one process and for torchrun (DDP, gloo on CPU, NCCL on CUDA). Exactness rules:
 - the order of samples and each sample's augmentation depend only on (seed, epoch, index)
-  (`sampler.TrainBatchSampler`, datasets keyed by `(epoch, index)`);
+  (`order.TrainBatchSampler`, datasets keyed by `(epoch, index)`);
 - a micro-batch's loss is its mean divided by the accumulation steps, and DDP averages over ranks,
   so every optimizer step follows the mean gradient of the same global batch for any layout;
 - dropout / drop-path noise is re-seeded from (seed, epoch, step, rank, micro-batch) and the
@@ -12,13 +12,15 @@ One code path for one process and for torchrun (DDP, gloo on CPU, NCCL on CUDA).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
@@ -27,27 +29,15 @@ from ..devices import resolve_amp_dtype
 from ..errors import UserError
 from ..model.checkpoints import load_weights, save_model
 from ..model.timesformer import build_model
-from .config import Config, require_file
-from .distributed import (
-    DistContext,
-    RankLostError,
-    all_reduce_sum,
-    barrier,
-    comm_failure_summary,
-    is_comm_failure,
-)
+from ..utils import sha256_file
+from .config import Config, ignored_settings, require_file
+from .distributed import DistContext, RankLostError, all_reduce_sum, barrier, comm_failure_summary, is_comm_failure
 from .evaluate import EvalResult, evaluate, topk_correct
+from .loaders import build_dataset, make_loader
+from .lock import OutputLock
 from .logging import RunLogger, format_train_line
-from .optim import LRSchedule, OptimizerSpec, build_optimizer, set_lr
-from .sampler import (
-    DROPOUT_STREAM,
-    BatchLayout,
-    EvalBatchSampler,
-    TrainBatchSampler,
-    build_dataset,
-    derive_seed,
-    make_loader,
-)
+from .optim import build_optimizer, lr_at, set_lr
+from .order import DROPOUT_STREAM, BatchLayout, EvalBatchSampler, TrainBatchSampler, balanced_class_weights, derive_seed
 from .state import (
     ResumePoint,
     best_weights_path,
@@ -78,7 +68,7 @@ class TrainOptions:
     log_dir: str | None = None  # train.log and TensorBoard (default: output_dir)
     device: str | None = None  # "cpu", "cuda", "cuda:1"; default: this rank's GPU if any
     console: bool = True  # False: log lines go to train.log only
-    listener: Callable[[str, dict], None] | None = None  # sees every metrics record (a progress display)
+    listener: Callable[[str, dict], None] | None = None  # sees every metrics record (the demo's progress bar)
 
 
 @dataclass
@@ -128,30 +118,6 @@ def key_bias_grads(model: torch.nn.Module) -> list[torch.Tensor]:
     return [bias.grad[bias.shape[0] // 3 : 2 * bias.shape[0] // 3] for bias in biases]
 
 
-def optimizer_spec(cfg: Config) -> OptimizerSpec:
-    o = cfg.OPTIMIZER
-    return OptimizerSpec(
-        name=o.name, momentum=o.momentum, nesterov=o.use_nesterov, weight_decay=o.weight_decay.value,
-        betas=(o.beta1, o.beta2), eps=o.epsilon,
-        no_weight_decay=tuple(o.no_weight_decay_name.split()),
-    )  # fmt: skip
-
-
-def lr_schedule(cfg: Config) -> LRSchedule:
-    lr = cfg.OPTIMIZER.learning_rate
-    return LRSchedule(
-        base_lr=lr.learning_rate,
-        kind="cosine" if lr.name == "CosineAnnealingDecay" else "multistep",
-        milestones=tuple(lr.milestones),
-        gamma=lr.gamma,
-        total_epochs=cfg.epochs,
-        min_lr=lr.eta_min,
-        warmup_epochs=lr.warmup_epochs,
-        warmup_start_lr=lr.warmup_start_lr,
-        per_step=lr.iter_step,
-    )
-
-
 def amp_settings(cfg: Config, options: TrainOptions, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, use a gradient scaler): fp16 needs the scaler, bf16 does not."""
     if not (options.amp or cfg.amp):
@@ -180,56 +146,74 @@ def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: Res
 
 
 def train_model(cfg: Config, options: TrainOptions, ctx: DistContext) -> TrainResult:
-    """Train as `cfg` says; returns where the results are. Rank 0 writes every file."""
+    """Train as `cfg` says; returns where the results are. Rank 0 writes every file (and holds the
+    output folder's lock, taken before anything is written there)."""
     output_dir = cfg.output_path
-    log = RunLogger(output_dir, options.log_dir, enabled=ctx.is_main, console=options.console, listener=options.listener)
-    try:
-        trainer = Trainer(cfg, options, ctx, output_dir, log)
-        with StopRequest() as stop:
-            try:
-                return trainer.run(stop)
-            except Exception as err:
-                if ctx.distributed and is_comm_failure(err):
-                    raise RankLostError(
-                        f"rank {ctx.rank}: lost contact with another process of this distributed job "
-                        f"({comm_failure_summary(err)}); {trainer.checkpoint_note()}; "
-                        f"restart the same command with --resume"
-                    ) from err
-                raise
-    finally:
-        log.close()
+    with OutputLock(output_dir) if ctx.is_main else contextlib.nullcontext() as lock:
+        log = RunLogger(output_dir, options.log_dir, enabled=ctx.is_main, console=options.console,
+                        listener=options.listener)  # fmt: skip
+        try:
+            if lock is not None and lock.note:
+                log.info(lock.note)
+            trainer = Trainer(cfg, options, ctx, output_dir, log)
+            with StopRequest() as stop:
+                try:
+                    return trainer.run(stop)
+                except Exception as err:
+                    if ctx.distributed and is_comm_failure(err):
+                        raise RankLostError(
+                            f"rank {ctx.rank}: lost contact with another process of this distributed job "
+                            f"({comm_failure_summary(err)}); {trainer.checkpoint_note()}; "
+                            f"restart the same command with --resume"
+                        ) from err
+                    raise
+        finally:
+            log.close()
 
 
 @dataclass
 class StepStats:
-    """One optimizer step's numbers over the whole global batch (summed over ranks)."""
+    """One optimizer step's numbers; after `summed_over_ranks`, over the whole global batch."""
 
-    loss_sum: float
-    hits1: float
-    hits5: float
-    count: float
-    stop_votes: float  # ranks that received SIGTERM / SIGINT
+    loss_sum: float | torch.Tensor = 0.0  # per-sample losses (class-weighted when configured), summed
+    top1_hits: float | torch.Tensor = 0.0
+    top5_hits: float | torch.Tensor = 0.0
+    samples: float | torch.Tensor = 0.0  # clips (views count as clips)
+    stop_votes: float | torch.Tensor = 0.0  # ranks that received SIGTERM / SIGINT
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Count one micro-batch (`loss` its mean); tensors stay on the device until the step ends."""
+        hit1, hit5 = topk_correct(logits.detach().float(), labels)
+        self.loss_sum = self.loss_sum + loss.detach().double() * labels.shape[0]
+        self.top1_hits = self.top1_hits + hit1.sum()
+        self.top5_hits = self.top5_hits + hit5.sum()
+        self.samples = self.samples + labels.shape[0]
+
+    def summed_over_ranks(self, ctx: DistContext) -> StepStats:
+        """Plain floats summed over every rank: one collective for all fields."""
+        fields = [torch.as_tensor(value, dtype=torch.float64, device=ctx.device) for value in dataclasses.astuple(self)]
+        return StepStats(*all_reduce_sum(torch.stack(fields), ctx).tolist())
 
     @property
     def loss(self) -> float:
-        return self.loss_sum / self.count
+        return self.loss_sum / self.samples
 
 
 class Trainer:
-    """Everything one run needs, built once; `run` is the epoch loop."""
+    """Everything one run needs, built once; `run` is the epoch loop, `train_step` one optimizer step."""
 
     def __init__(self, cfg: Config, options: TrainOptions, ctx: DistContext, output_dir: Path, log: RunLogger):
         self.cfg, self.options, self.ctx, self.output_dir, self.log = cfg, options, ctx, output_dir, log
         device = ctx.device
-        resume = find_resume_point(output_dir, cfg.model_name) if options.resume else None
-        if options.resume and resume is None:
-            log.info(f"--resume: no saved training state in {output_dir}; starting from scratch")
+        resume = self.find_resume_point() if options.resume else None
         self.seed = options.seed if options.seed is not None else cfg.seed
         if self.seed < 0:
             raise UserError(f"seed {self.seed}: must be >= 0 (--seed or the config's seed)")
         if resume is not None and resume.state["seed"] != self.seed:
             log.info(f"--resume: continuing with the run's seed {resume.state['seed']} (not {self.seed}) to stay exact")
             self.seed = resume.state["seed"]
+        for setting in ignored_settings(cfg):
+            log.info(f"config: {setting} is a PaddleVideo setting with no effect here")
 
         self.accumulation = cfg.accumulation_steps(ctx.world_size)
         self.layout = BatchLayout(cfg.DATASET.batch_size * ctx.world_size * self.accumulation,
@@ -241,20 +225,25 @@ class Trainer:
             )
 
         self.train_set = build_dataset(cfg, "train", self.seed)
-        self.sampler = TrainBatchSampler(len(self.train_set), self.layout, self.seed)
+        labels = np.array([entry.label for entry in self.train_set.entries], dtype=np.int64)
+        balance = labels if cfg.DATASET.sampler == "balanced" else None
+        self.sampler = TrainBatchSampler(len(self.train_set), self.layout, self.seed, balance_labels=balance)
         self.train_loader = make_loader(self.train_set, self.sampler, cfg, device)
         self.valid_loader = None
         if options.validate:
             valid_set = build_dataset(cfg, "valid", self.seed)
             valid_sampler = EvalBatchSampler(len(valid_set), cfg.DATASET.valid_batch, ctx.world_size, ctx.rank)
             self.valid_loader = make_loader(valid_set, valid_sampler, cfg, device)
+        self.class_weights = None  # MODEL.head.loss_weight: balanced -> n / (k * count) per class
+        if cfg.MODEL.head.loss_weight == "balanced":
+            weights = balanced_class_weights(labels, cfg.MODEL.head.num_classes)
+            self.class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
 
         self.module = build_train_model(cfg, options, self.seed, resume, log).to(device)  # saved, evaluated
         self.model = self.module  # what runs forward/backward: the DDP wrapper when distributed
         if ctx.distributed:
             self.model = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
-        self.schedule = lr_schedule(cfg)
-        self.optimizer = build_optimizer(optimizer_spec(cfg), self.module, self.schedule.lr_at(0))
+        self.optimizer = build_optimizer(cfg.OPTIMIZER, self.module, self.lr(0, 0))
         self.amp_dtype, use_scaler = amp_settings(cfg, options, device)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
 
@@ -276,16 +265,35 @@ class Trainer:
             f"{self.sampler.steps_per_epoch} steps, global batch {self.layout.global_batch_size} = "
             f"{self.layout.batch_size} x {ctx.world_size} processes x {self.accumulation} accumulation, "
             f"device {device}, amp {self.amp_dtype or 'off'}, seed {self.seed}, output {output_dir}"
+            + (", class-balanced sampling" if balance is not None else "")
+            + (", class-weighted loss" if self.class_weights is not None else "")
         )
         if (options.amp_level or cfg.amp_level) == "O2" and self.amp_dtype is not None:
             log.info("amp_level O2: autocast keeps fp32 master weights and casts compute, as O1 does")
+
+    def find_resume_point(self) -> ResumePoint | None:
+        notes: list[str] = []
+        resume = find_resume_point(self.output_dir, self.cfg.model_name, notes)
+        for note in notes:
+            self.log.info(f"--resume: {note}")
+        if resume is None:
+            self.log.info(f"--resume: no saved training state in {self.output_dir}; starting from scratch")
+        elif notes:
+            self.log.info(f"--resume: using the newest consistent pair, {resume.state_file.name}")
+        return resume
+
+    def lr(self, epoch: int, step: int) -> float:
+        return lr_at(self.cfg.OPTIMIZER.learning_rate, self.cfg.epochs, epoch, step, self.steps_per_epoch)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.sampler.steps_per_epoch
 
     def checkpoint_note(self) -> str:
         return f"last complete checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint saved yet"
 
     def run(self, stop: StopRequest) -> TrainResult:
         cfg, log = self.cfg, self.log
-        steps_per_epoch = self.sampler.steps_per_epoch
         clock_start, steps_run = time.perf_counter(), 0
         if self.epochs_done >= cfg.epochs:
             log.info(f"nothing to do: the run in {self.output_dir} already finished its {cfg.epochs} epochs")
@@ -293,93 +301,68 @@ class Trainer:
         for epoch in range(self.epochs_done, cfg.epochs):
             first_step = self.steps_done if epoch == self.epochs_done else 0
             self.sampler.set_epoch(epoch, first_step)
-            log.start_bar(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", initial=first_step)
-            totals = torch.zeros(4, dtype=torch.float64)  # loss sum, top1 hits, top5 hits, samples
+            log.start_bar(self.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", initial=first_step)
+            epoch_stats = StepStats()
             batches = iter(self.train_loader)
             tick = time.perf_counter()
-            for step in range(first_step, steps_per_epoch):
-                lr = self.schedule.lr_at(epoch, step, steps_per_epoch)
+            for step in range(first_step, self.steps_per_epoch):
+                lr = self.lr(epoch, step)
                 set_lr(self.optimizer, lr)
-                stats, reader_cost = self.forward_backward(batches, epoch, step, stop)
-                self.update(stats, epoch, step)
+                stats, reader_cost = self.train_step(batches, epoch, step, stop)
+                for name in ("loss_sum", "top1_hits", "top5_hits", "samples"):
+                    setattr(epoch_stats, name, getattr(epoch_stats, name) + getattr(stats, name))
 
-                totals += torch.tensor([stats.loss_sum, stats.hits1, stats.hits5, stats.count], dtype=torch.float64)
                 now = time.perf_counter()
                 batch_cost, tick = now - tick, now
                 steps_run += 1
                 log.advance_bar({"loss": f"{stats.loss:.4f}", "lr": f"{lr:.2e}"})
-                if (step + 1) % cfg.log_interval == 0 or step + 1 == steps_per_epoch:
-                    remaining = (cfg.epochs - epoch) * steps_per_epoch - step - 1
-                    values = dict(epoch=epoch + 1, step=step + 1, loss=stats.loss, lr=lr, top1=stats.hits1 / stats.count,
-                                  top5=stats.hits5 / stats.count, batch_cost=batch_cost, reader_cost=reader_cost,
-                                  ips=stats.count / batch_cost)  # fmt: skip
+                if (step + 1) % cfg.log_interval == 0 or step + 1 == self.steps_per_epoch:
+                    remaining = (cfg.epochs - epoch) * self.steps_per_epoch - step - 1
+                    values = dict(epoch=epoch + 1, step=step + 1, loss=stats.loss, lr=lr,
+                                  top1=stats.top1_hits / stats.samples, top5=stats.top5_hits / stats.samples,
+                                  batch_cost=batch_cost, reader_cost=reader_cost, ips=stats.samples / batch_cost)  # fmt: skip
                     eta = remaining * (now - clock_start) / steps_run
-                    log.info(format_train_line(epochs=cfg.epochs, steps=steps_per_epoch, eta_seconds=eta, **values))
-                    log.record("train", values, epoch * steps_per_epoch + step + 1)
+                    log.info(format_train_line(epochs=cfg.epochs, steps=self.steps_per_epoch, eta_seconds=eta, **values))
+                    log.record("train", values, epoch * self.steps_per_epoch + step + 1)
 
                 if stats.stop_votes:
-                    weights = interrupted_weights_path(self.output_dir, cfg.model_name)
-                    self.save_point(weights, epoch, step + 1)
-                    log.close_bar()
-                    signal_name = stop.signal_name or "SIGTERM"  # another rank's signal: torchrun forwards SIGTERM
-                    log.info(f"stopped by {signal_name} at epoch {epoch + 1} step {step + 1}/{steps_per_epoch}; "
-                             f"saved {weights} and its state; continue with the same command plus --resume")  # fmt: skip
-                    return TrainResult(self.output_dir, epoch, self.best_top1, weights, signal_name)
+                    return self.stop_after(epoch, step, stop)
             del batches
             log.close_bar()
-            self.end_epoch(epoch, totals)
+            self.end_epoch(epoch, epoch_stats)
         return TrainResult(self.output_dir, cfg.epochs, self.best_top1, self.last_checkpoint)
 
-    def forward_backward(self, batches, epoch: int, step: int, stop: StopRequest) -> tuple[StepStats, float]:
-        """Accumulate the gradient of one global batch; returns its stats (all ranks) and the reader time."""
-        device, accumulation = self.ctx.device, self.accumulation
-        stats = torch.zeros(5, dtype=torch.float64, device=device)  # as StepStats
-        reader_cost = 0.0
+    def train_step(self, batches, epoch: int, step: int, stop: StopRequest) -> tuple[StepStats, float]:
+        """One optimizer step over one global batch: accumulate, sync, clip, step. Returns the step's
+        statistics (summed over ranks) and the seconds spent waiting for batches."""
+        device, accumulation, optimizer, scaler = self.ctx.device, self.accumulation, self.optimizer, self.scaler
+        stats, reader_cost = StepStats(), 0.0
         for micro in range(accumulation):
             wait = time.perf_counter()
             batch = next(batches)
             reader_cost += time.perf_counter() - wait
             for path, reason in batch["replaced"]:  # warned here: workers cannot tell each other
                 self.train_set.warn_unreadable(path, reason)
-            clip = batch["clip"].to(device, non_blocking=True)
-            labels = batch["label"].to(device, non_blocking=True)
-            num_views = clip.shape[1]
-            clip, labels = clip.flatten(0, 1), labels.repeat_interleave(num_views)
+            clip, labels = batch["clip"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+            clip, labels = clip.flatten(0, 1), labels.repeat_interleave(clip.shape[1])  # views are clips
             # Dropout / drop-path noise from (seed, epoch, step, rank, micro-batch): exact on resume.
             torch.manual_seed(derive_seed(self.seed, DROPOUT_STREAM, epoch, step, self.ctx.rank, micro))
-            last_micro = micro == accumulation - 1
             # DDP averages gradients over ranks on the last micro-batch only.
-            sync = self.model.no_sync() if self.ctx.distributed and not last_micro else contextlib.nullcontext()
-            with sync:
+            last_micro = micro == accumulation - 1
+            with self.model.no_sync() if self.ctx.distributed and not last_micro else contextlib.nullcontext():
                 with torch.autocast(device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
                     logits = self.model(clip)
-                loss = F.cross_entropy(logits.float(), labels)
+                loss = self.loss(logits, labels)
                 scaled = loss / accumulation  # the mean over the rank's share of the global batch
-                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
-            hit1, hit5 = topk_correct(logits.detach().float(), labels)
-            n = labels.shape[0]
-            stats[0] += loss.detach().double() * n
-            stats[1] += hit1.sum()
-            stats[2] += hit5.sum()
-            stats[3] += n
-        stats[4] = float(stop.signal_name is not None)
-        return StepStats(*all_reduce_sum(stats, self.ctx).tolist()), reader_cost
+                (scaler.scale(scaled) if scaler else scaled).backward()
+            stats.add(loss, logits, labels)
+        stats.stop_votes = float(stop.signal_name is not None)
+        stats = stats.summed_over_ranks(self.ctx)
 
-    def update(self, stats: StepStats, epoch: int, step: int) -> None:
-        """Apply the accumulated gradient, unless the loss is not finite (stop, or skip if configured)."""
-        optimizer, scaler = self.optimizer, self.scaler
         if not math.isfinite(stats.loss):
-            where = f"epoch {epoch + 1} step {step + 1}/{self.sampler.steps_per_epoch}"
             optimizer.zero_grad(set_to_none=True)
-            if self.cfg.nonfinite_loss != "skip":
-                raise NonFiniteLossError(
-                    f"non-finite loss ({stats.loss}) at {where}: training stopped before updating the weights; "
-                    f"{self.checkpoint_note()}. Lower OPTIMIZER.learning_rate or set nonfinite_loss: skip, "
-                    f"then continue with --resume"
-                )
-            self.log.info(f"WARNING: non-finite loss ({stats.loss}) at {where}: step skipped")
-            self.log.record("skipped_step", {"epoch": epoch + 1, "step": step + 1, "loss": str(stats.loss)})
-            return
+            self.on_nonfinite_loss(stats.loss, epoch, step)
+            return stats, reader_cost
         for noise in key_bias_grads(self.module):
             noise.zero_()
         if scaler:
@@ -392,12 +375,41 @@ class Trainer:
         else:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        return stats, reader_cost
 
-    def end_epoch(self, epoch: int, totals: torch.Tensor) -> None:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy of a micro-batch; with class weights, the mean of the weighted per-sample
+        losses (not torch's weight-normalized mean, which would depend on the micro-batch's classes)."""
+        per_sample = F.cross_entropy(logits.float(), labels, weight=self.class_weights, reduction="none")
+        return per_sample.mean()
+
+    def on_nonfinite_loss(self, loss: float, epoch: int, step: int) -> None:
+        """Stop before the weights are touched, or skip the step (`nonfinite_loss: skip`)."""
+        where = f"epoch {epoch + 1} step {step + 1}/{self.steps_per_epoch}"
+        if self.cfg.nonfinite_loss != "skip":
+            raise NonFiniteLossError(
+                f"non-finite loss ({loss}) at {where}: training stopped before updating the weights; "
+                f"{self.checkpoint_note()}. Lower OPTIMIZER.learning_rate or set nonfinite_loss: skip, "
+                f"then continue with --resume"
+            )
+        self.log.info(f"WARNING: non-finite loss ({loss}) at {where}: step skipped")
+        self.log.record("skipped_step", {"epoch": epoch + 1, "step": step + 1, "loss": str(loss)})
+
+    def stop_after(self, epoch: int, step: int, stop: StopRequest) -> TrainResult:
+        """A signal reached some rank: save a resumable mid-epoch point and return."""
+        weights = interrupted_weights_path(self.output_dir, self.cfg.model_name)
+        self.save_point(weights, epoch, step + 1)
+        self.log.close_bar()
+        signal_name = stop.signal_name or "SIGTERM"  # another rank's signal: torchrun forwards SIGTERM
+        self.log.info(f"stopped by {signal_name} at epoch {epoch + 1} step {step + 1}/{self.steps_per_epoch}; "
+                      f"saved {weights} and its state; continue with the same command plus --resume")  # fmt: skip
+        return TrainResult(self.output_dir, epoch, self.best_top1, weights, signal_name)
+
+    def end_epoch(self, epoch: int, totals: StepStats) -> None:
         """Epoch summary, validation and best model, epoch checkpoint."""
         cfg, log, name = self.cfg, self.log, self.cfg.model_name
-        if totals[3] > 0:  # not when resumed right at the end of the epoch
-            loss_avg, top1_avg, top5_avg = (totals[:3] / totals[3]).tolist()
+        if totals.samples > 0:  # not when resumed right at the end of the epoch
+            loss_avg, top1_avg, top5_avg = totals.loss, totals.top1_hits / totals.samples, totals.top5_hits / totals.samples
             log.info(f"END epoch:{epoch + 1:<3d} train loss_avg: {loss_avg:.5f} top1_avg: {top1_avg:.5f} "
                      f"top5_avg: {top5_avg:.5f}")  # fmt: skip
             log.record("train_epoch", {"epoch": epoch + 1, "loss": loss_avg, "top1": top1_avg, "top5": top5_avg},
@@ -419,13 +431,14 @@ class Trainer:
             log.info(f"saved {self.last_checkpoint}")
 
     def save_point(self, weights: Path, epochs_done: int, steps_done: int) -> None:
-        """Weights, then the training state that names them (both atomic): a complete resume point."""
+        """Weights, then the training state that names them and records their hash (both atomic)."""
         if self.ctx.is_main:
             save_model(self.module, weights, metadata={"epoch": str(epochs_done), "step": str(steps_done)})
             state = {
                 "epochs_done": epochs_done, "steps_done": steps_done, "seed": self.seed,
                 "global_batch_size": self.layout.global_batch_size, "best_top1": self.best_top1,
-                "weights": weights.name, "optimizer": self.optimizer.state_dict(),
+                "weights": weights.name, "weights_sha256": sha256_file(weights),
+                "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else {}, "rng": capture_rng(),
             }  # fmt: skip
             save_state(state_path_for(weights), state)

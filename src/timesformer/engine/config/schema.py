@@ -60,6 +60,8 @@ class HeadConfig:
     num_classes: int = _range(400, 1, 1 << 20)
     in_channels: int = _range(768, 1, MAX_WIDTH)  # must equal MODEL.backbone.embed_dim
     std: float = _range(0.02, 0.0)  # PaddleVideo's head init; the model uses 0.02 (ignored)
+    # Ours: "balanced" weighs each class's loss by n / (k * count) over the training list (k classes).
+    loss_weight: Literal["none", "balanced"] = "none"
 
 
 @dataclass
@@ -102,6 +104,9 @@ class DatasetConfig:
     # Ours: keep every clip in memory after its first read (each DataLoader worker its own copy).
     # Only for pipelines without randomness and videos no longer than the sampling window.
     cache: bool = False
+    # Ours: "shuffle" is one permutation per epoch; "balanced" draws every class equally often
+    # (with replacement, as many samples per epoch as the list holds).
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
     # An absent split has empty paths: `require_file` names the key where it is used.
     train: DatasetSplitConfig = field(default_factory=DatasetSplitConfig)
     valid: DatasetSplitConfig = field(default_factory=DatasetSplitConfig)
