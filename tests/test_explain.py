@@ -193,8 +193,8 @@ def test_command_writes_maps_strip_and_video(made, tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == ["clip_attention.mp4", "clip_attention.npy", "clip_attention.png"]
 
 
-@pytest.mark.parametrize("case", ["missing", "folder", "random_bytes", "target_high", "target_negative", "method",
-                                  "output_is_input"])  # fmt: skip
+@pytest.mark.parametrize("case", ["missing", "folder", "random_bytes", "target_high", "target_negative",
+                                  "target_with_rollout", "method", "output_is_input"])  # fmt: skip
 def test_command_bad_input_is_one_line(made, tmp_path, capsys, case):
     root, weights, video = made
     out = tmp_path / "out"
@@ -209,7 +209,9 @@ def test_command_bad_input_is_one_line(made, tmp_path, capsys, case):
         junk.write_bytes(np.random.default_rng(0).bytes(4096))
         args["-i"] = str(junk)
     elif case == "target_high":
-        extra = ["--target", "5"]
+        extra = ["--method", "grad", "--target", "5"]
+    elif case == "target_with_rollout":
+        extra = ["--target", "1"]
     elif case == "target_negative":
         extra = ["--target", "-1"]
     elif case == "method":
@@ -222,8 +224,11 @@ def test_command_bad_input_is_one_line(made, tmp_path, capsys, case):
     code = main(["explain", *[a for kv in args.items() for a in kv], *extra])
     err = capsys.readouterr().err.strip()
     assert code == 1 and len(err.splitlines()) == 1 and err.startswith("timesformer explain: error:"), err
-    expected = {"missing": "nope.mp4", "folder": "folder", "random_bytes": "junk.mp4", "target_high": "--target 5",
-                "target_negative": "--target -1", "method": "--method saliency", "output_is_input": "-w"}[case]  # fmt: skip
+    expected = {
+        "missing": "nope.mp4", "folder": "folder", "random_bytes": "junk.mp4", "target_high": "--target 5",
+        "target_negative": "--target -1", "target_with_rollout": "only --method grad",
+        "method": "--method saliency", "output_is_input": "-w",
+    }[case]  # fmt: skip
     assert expected in err
     assert not out.exists() or not any(out.iterdir())
     assert {p: p.read_bytes() for p in root.iterdir() if p.is_file()} == before

@@ -27,9 +27,11 @@ def register(sub) -> None:
         "rollout), written as .npy, a PNG strip and an MP4 overlay.",
     )  # fmt: skip
     parser.add_argument("-w", "--weights", required=True, help="checkpoint in any format load_model reads")
-    parser.add_argument("-c", "--config", help="YAML config: the architecture (checked against the weights) and test pipeline")
+    parser.add_argument("-c", "--config",
+                        help="YAML config: the architecture (checked against the weights) and the test pipeline")  # fmt: skip
     parser.add_argument("-i", "--input", required=True, help="one video file")
-    parser.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for <video_id>_attention.{npy,png,mp4}")
+    parser.add_argument("-o", "--output", required=True, metavar="DIR",
+                        help="folder for <video_id>_attention.{npy,png,mp4}")  # fmt: skip
     parser.add_argument("--method", default="rollout", metavar="rollout|last|grad",
                         help="rollout (default): attention rollout through every block; last: the last block's "
                         "cls attention; grad: attention weighted by its gradient for --target, rolled out")  # fmt: skip

@@ -50,7 +50,7 @@ class ExplainResult:
     maps: float32 ``[T, h, w]``, each frame's map min-max scaled to [0, 1] (a constant map is 0)
     relevance: float32 ``[T, h, w]``, the same before scaling (comparable across frames)
     predicted: the top-1 class; score: its softmax probability
-    target: the class the map explains (`grad`: the gradient's class; else the predicted one)
+    target: the class the map explains (`grad`: the gradient's; rollout and last are class-agnostic: the predicted one)
     probs: float32 ``[classes]``, the softmax of the logits
     """
 
@@ -75,6 +75,10 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         raise UserError(f"clip shape {tuple(clip.shape)}: expected [3, T, H, W] (one clip)")
     config = getattr(model, "module", model).config
     num_classes = config.num_classes
+    if target is not None and method != "grad":
+        raise UserError(
+            f"--target {target}: only --method grad is class-specific ({method} maps are the same for every class)"
+        )
     if target is not None and not 0 <= target < num_classes:
         raise UserError(f"--target {target}: the model has classes 0..{num_classes - 1}")
     frames, grid_h, grid_w = x.shape[2], x.shape[3] // config.patch_size, x.shape[4] // config.patch_size
@@ -154,7 +158,9 @@ def _gradient_weighted(maps: list[dict[str, torch.Tensor]], logit: torch.Tensor)
     return weighted
 
 
-def cls_relevance(steps: list[dict[str, torch.Tensor]], attention_type: str, frames: int, residual: str) -> torch.Tensor:
+def cls_relevance(
+    steps: list[dict[str, torch.Tensor]], attention_type: str, frames: int, residual: str
+) -> torch.Tensor:
     """The cls row over the patch tokens of the product of every step's token-mixing matrix, ``[T, N]``.
 
     `steps`: per block the head-averaged maps (batch of one), keys as `record_attention`'s.
