@@ -17,7 +17,9 @@ from pathlib import Path
 from ..errors import CheckpointError, UserError
 
 # `org/name` or `org/name@revision`, as the Hub spells repository names.
-_HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})(?:@(?P<rev>[A-Za-z0-9_./-]{1,200}))?$")
+_HUB_ID = re.compile(
+    r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95})(?:@(?P<rev>[A-Za-z0-9_./-]{1,200}))?$"
+)
 _CHECKPOINT_SUFFIXES = (".pdparams", ".pdparam", ".pth", ".pyth", ".pt", ".bin", ".safetensors", ".npz", ".ckpt")
 # What a TimeSformer repository needs; README, ONNX files, TF / Flax weights are not fetched.
 _FILES = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
@@ -33,9 +35,9 @@ def parse_hub_id(text: str | os.PathLike) -> tuple[str, str | None] | None:
     return match["repo"], match["rev"]
 
 
-def resolve_hub_id(repo_id: str, revision: str | None = None) -> Path:
+def resolve_hub_id(repo_id: str, revision: str | None = None, local_dir: Path | None = None) -> Path:
     """The local directory holding `repo_id`'s config and weights, downloaded into the Hub cache
-    when not there yet (nothing is downloaded under `HF_HUB_OFFLINE=1`)."""
+    (or `local_dir`) when not there yet (nothing is downloaded under `HF_HUB_OFFLINE=1`)."""
     try:
         import huggingface_hub
         from huggingface_hub import errors as hub_errors
@@ -43,12 +45,16 @@ def resolve_hub_id(repo_id: str, revision: str | None = None) -> Path:
         raise UserError(f"{repo_id}: a Hugging Face Hub id needs huggingface_hub: pip install 'timesformer[hub]'") from None
 
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
+
+    def fetch(patterns: list[str]) -> Path:
+        return Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=patterns, local_dir=local_dir))
+
     try:
-        directory = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=_FILES))
+        directory = fetch(_FILES)
         if not (directory / "config.json").is_file():
             raise CheckpointError(f"{where}: the repository has no config.json (not a transformers model)")
-        if not any(directory.glob("model*.safetensors")):
-            directory = Path(huggingface_hub.snapshot_download(repo_id, revision=revision, allow_patterns=_TORCH_FALLBACK))
+        if not any(directory.glob("model*.safetensors")):  # older repositories: PyTorch pickles only
+            directory = fetch(_TORCH_FALLBACK)
     except hub_errors.RepositoryNotFoundError:
         raise CheckpointError(f"{where}: no such repository on the Hub (or it is private: log in with `hf auth login`)") from None
     except hub_errors.RevisionNotFoundError:
