@@ -25,6 +25,7 @@ from ..utils import first_line
 from .windows import Window, sampled_frames
 
 DEFAULT_FPS = 25.0  # a live source that states no frame rate (rare: raw pipes)
+PROBE_SECONDS = 0.5  # of stream read to find its format before decoding starts
 
 
 @dataclass
@@ -45,13 +46,30 @@ class StreamPrediction:
 def open_source(source) -> av.container.InputContainer:
     """A PyAV container on `source`: "-" (stdin), a camera device (/dev/videoN), a URL, a path or a file object."""
     try:
-        if source == "-":
-            return av.open(sys.stdin.buffer, mode="r")
         if isinstance(source, str) and source.startswith("/dev/video"):
             return av.open(source, format="v4l2")
-        return av.open(source, mode="r", timeout=(10.0, 30.0)) if isinstance(source, str) else av.open(source, mode="r")
+        if source == "-":
+            source = sys.stdin.buffer
+        if hasattr(source, "read1"):
+            source = _PartialReads(source)
+        # FFmpeg reads 5 s of a stream before the first frame by default; a live source cannot wait.
+        options = {"analyzeduration": str(int(PROBE_SECONDS * 1e6)), "probesize": "1000000"}
+        if isinstance(source, str) and "://" in source:
+            return av.open(source, mode="r", options=options, timeout=(10.0, 30.0))
+        return av.open(source, mode="r", options=options)
     except (av.FFmpegError, OSError, EOFError) as err:
         raise UserError(f"--stream {source}: cannot open ({first_line(err)})") from None
+
+
+class _PartialReads:
+    """A buffered reader whose `read(n)` returns what has arrived (PyAV asks for 32 KB at a
+    time; a buffered `read` would wait for all of it, holding back a live stream's frames)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return self.raw.read1(size)
 
 
 class _Slot:
