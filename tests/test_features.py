@@ -70,6 +70,15 @@ def test_rows_equal_transformers_cls_token_averaged_over_views(hf_model, videos)
         # The test window is 32 * 4 / 30 s = 4.27 s; the video lasts 12 / 4 = 3 s.
         assert record == {"video_id": Path(path).stem, "path": path, "start_s": 0.0, "end_s": 3.0}
 
+    predictor = Predictor.from_weights(folder)
+    rows, records = predictor.features(paths[0], window=1.0, stride=0.5)  # one row per window
+    assert [(r["start_s"], r["end_s"]) for r in records] == [(0.0, 1.0), (0.5, 1.5), (1.0, 2.0), (1.5, 2.5), (2.0, 3.0)]
+    for row, (_, clip) in zip(rows, predictor.window_clips(paths[0], 1.0, 0.5)):
+        views = clip.view(3, 3, NUM_FRAMES, SIZE, SIZE).transpose(0, 1)  # PaddleVideo's layout -> [V, 3, T, H, W]
+        with torch.no_grad():
+            expected = model.timesformer(pixel_values=views.transpose(1, 2)).last_hidden_state[:, 0].mean(0)
+        np.testing.assert_allclose(row, expected.numpy(), rtol=1e-4, atol=1e-5)
+
 
 def _read(out: Path) -> tuple[np.ndarray, list[dict]]:
     return np.load(out / "features.npy"), [json.loads(line) for line in (out / "features.jsonl").read_text().splitlines()]
