@@ -20,7 +20,7 @@ _LAZY = {
     "preprocess": "timesformer.data.pipeline",
     "explain": "timesformer.inference.explain",
     "ExplainResult": "timesformer.inference.explain",
-    "Predictor": "timesformer.export.predictor",
+    "Predictor": "timesformer.inference.predictor",
 }
 
 __all__ = ["__version__", *_LAZY]
