@@ -217,7 +217,7 @@ def run_folder(args: argparse.Namespace) -> int:
         print("  ".join([name.ljust(width)] + [str(summary.counts[name][s]).rjust(5) for s in splits]))
     print(summary.summary_line())
     print(f"wrote {', '.join(str(p) for p in summary.lists.values())}, {summary.labels_file}, {summary.config_file}")
-    print(f"next: timesformer train -c {summary.config_file} --validate" + ("" if args.weights else " -w WEIGHTS"))
+    print(f"next: timesformer train -c {summary.config_file} --validate" + ("" if args.weights else "   (-w WEIGHTS to fine-tune)"))
     return 0
 
 
