@@ -87,6 +87,12 @@ def _start_end(num_frames: float, clip_size: float, mode: str, rng: np.random.Ge
     return start, start + clip_size - 1
 
 
+def open_video(path: str | os.PathLike):
+    """`av.open` for reading a user's file: metadata that is not UTF-8 (a Latin-1 title) is
+    decoded with replacement characters instead of failing the whole video."""
+    return av.open(str(path), metadata_errors="replace")
+
+
 def _frame_rate(stream) -> float | None:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate:
@@ -106,7 +112,7 @@ def _seek(container, path: str, offset: int):
             raise
         # A stream without an index (raw H.264, empty AVI) refuses even a seek to 0, and the
         # failed seek leaves the demuxer astray: start again from the top.
-        container = av.open(path)
+        container = open_video(path)
     container.streams.video[0].thread_type = "AUTO"  # frame threads: whole frames in parallel
     return container
 
@@ -171,7 +177,7 @@ def _decode(container, path: str, window: _Window, keep_all: bool, convert: Call
 
 def _count_packets(path: str) -> int:
     """Frames a video holds, estimated by demuxing (no decoding): one packet per frame."""
-    with av.open(path) as container:
+    with open_video(path) as container:
         stream = container.streams.video[0]
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
@@ -248,10 +254,10 @@ def _gather(path: str, container, window: _Window, convert) -> tuple[int, list]:
         planned = _decode_planned(container, path, window, convert)
         if planned is not None:
             return planned
-        container = av.open(path)  # the plan did not hold: decode again, the plain way
+        container = open_video(path)  # the plan did not hold: decode again, the plain way
     kept, picked, last, in_order = _decode(container, path, window, False, convert)
     if not in_order:
-        kept, picked, last, _ = _decode(av.open(path), path, window, True, convert)
+        kept, picked, last, _ = _decode(open_video(path), path, window, True, convert)
     return kept, [picked[p] if p < kept else last for p in window.positions]
 
 
@@ -308,7 +314,7 @@ def _one_line(exc: BaseException) -> str:
 def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> list:
     # One container serves the metadata and the first decoding pass: opening probes the
     # stream, which for a large video costs as much as decoding a few frames.
-    with av.open(path) as container:
+    with open_video(path) as container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise VideoReadError(path, f"no video stream (streams: {', '.join(kinds)})")
@@ -343,7 +349,7 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             if kept and mode != "test" and kept != guess:
                 start, end = _start_end(kept, clip_size, mode, rng)
                 window.positions = _positions(start, end, num_seg)
-                kept, frames = _gather(path, av.open(path), window, convert)
+                kept, frames = _gather(path, open_video(path), window, convert)
     if not kept:
         raise VideoReadError(path, "the video stream has no decodable frames")
     return frames
@@ -382,7 +388,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     if not Path(path).is_file():
         raise VideoReadError(path, "file not found")
     try:
-        with av.open(path) as container:
+        with open_video(path) as container:
             if container.streams.video and container.streams.video[0].codec_context is not None:
                 context = container.streams.video[0].codec_context
                 check_frame_size(path, context.width, context.height)

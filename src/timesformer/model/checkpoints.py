@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,7 +123,8 @@ def _torch_load(path: Path) -> object:
         if "Unsupported operand" in reason:  # random bytes, not a hostile pickle
             raise CheckpointError(f"{path}: not a torch checkpoint (neither a zip archive nor a pickle)") from None
         raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are allowed): {reason}") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    # IndexError/KeyError: torch's weights-only unpickler on bytes that are no pickle.
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint: {first_line}") from None
 
@@ -202,7 +204,7 @@ def _read_npz(path: Path) -> Checkpoint:
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: not a readable .npz: {err}") from None
     if "Transformer/posembed_input/pos_embedding" not in arrays:
         return _canonicalize(arrays, ".npz state dict")
@@ -234,14 +236,23 @@ def _transformers_config(config: dict) -> dict:
         "qkv_bias": ("qkv_bias", bool),
         "attention_type": ("attention_type", str),
     }
-    return {ours: convert(config[theirs]) for theirs, (ours, convert) in names.items() if theirs in config}
+    fields = {}
+    for theirs, (ours, convert) in names.items():
+        if theirs in config:
+            try:
+                fields[ours] = convert(config[theirs])
+            except (TypeError, ValueError, OverflowError, IndexError):
+                raise CheckpointError(f"config.json: {theirs} {str(config[theirs])[:60]!r} is not a {convert.__name__}") from None
+    return fields
 
 
 def _read_transformers_dir(path: Path) -> Checkpoint:
     try:
-        config = json.loads((path / "config.json").read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
         raise CheckpointError(f"{path / 'config.json'}: not readable JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path / 'config.json'}: expected a JSON object, found {type(config).__name__}")
     raw: dict = {}
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (path / index_name).exists():

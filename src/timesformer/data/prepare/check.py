@@ -48,11 +48,11 @@ def check_entry(entry: ListEntry, kind: str, num_seg: int = 8, full: bool = True
 def _decode_to_end(path: str) -> None:
     import av
 
-    from ..video import is_truncated
+    from ..video import is_truncated, open_video
 
     decoded = 0
     try:
-        with av.open(path) as container:
+        with open_video(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             promised = stream.frames  # 0 when the container does not say

@@ -43,6 +43,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
     import av
 
     from ...errors import VideoReadError
+    from ..video import open_video
 
     if frame_dir.is_dir():
         return count_frames(frame_dir)
@@ -53,7 +54,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
     scratch.mkdir(parents=True)
     count = 0
     try:
-        with av.open(video) as container:
+        with open_video(video) as container:
             if not container.streams.video:
                 raise VideoReadError(video, "no video stream")
             stream = container.streams.video[0]
