@@ -124,8 +124,14 @@ class Predictor:
         checkpoint and PaddleVideo's TimeSformer test pipeline. `precision`: "fp32", "bf16",
         "fp16" (CUDA) or "auto" (bf16 where the device computes it natively).
         """
+        from ..model.hub import checkpoint_class_names
+
         model, spec = load_checked_model(weights, config, overrides)
-        return cls.from_model(model, spec, device, precision, label_file, num_workers)
+        predictor = cls.from_model(model, spec, device, precision, label_file, num_workers)
+        names = checkpoint_class_names(weights) if label_file is None else None  # a transformers config's id2label
+        if names is not None and len(names) == spec.num_classes:
+            predictor.labels = names
+        return predictor
 
     @classmethod
     def from_model(
