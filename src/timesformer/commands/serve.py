@@ -26,6 +26,8 @@ def register(sub) -> None:
     parser.add_argument("-w", "--weights", help="checkpoint in any format load_model reads (runs PyTorch)")
     parser.add_argument("-c", "--config", help="YAML config (PaddleVideo schema) with -w: the architecture and test pipeline")
     parser.add_argument("--model_file", help="ONNX model from `timesformer export` (runs ONNX Runtime)")
+    parser.add_argument("--label_file", help="class names, `id name` or one name per line (default: beside the ONNX model, "
+                        "or Kinetics-400 for 400 classes)")  # fmt: skip
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     parser.add_argument("--max_batch", type=int, default=8, help="most clips per model call (default: 8)")
@@ -47,7 +49,9 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         raise UserError("-c/--config goes with -w; an ONNX model carries its own description")
     if args.model_file and args.precision != "fp32":
         raise UserError(f"--precision {args.precision}: ONNX Runtime runs the exported fp32 model; drop the flag or use -w")
-    for flag, path in (("-w/--weights", args.weights), ("-c/--config", args.config), ("--model_file", args.model_file)):
+    files = (("-w/--weights", args.weights), ("-c/--config", args.config), ("--model_file", args.model_file),
+             ("--label_file", args.label_file))  # fmt: skip
+    for flag, path in files:
         if path is not None and not os.path.exists(path):
             raise UserError(f"{flag} {path}: file not found")
     bounds = {
@@ -89,7 +93,10 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.model_service import ModelService
     from ..serve.server import serve
 
-    service = ModelService.load(weights=args.weights, config=args.config, model_file=args.model_file, precision=args.precision)
+    service = ModelService.load(
+        weights=args.weights, config=args.config, model_file=args.model_file, precision=args.precision,
+        label_file=args.label_file,
+    )  # fmt: skip
     print(f"[serve] model: {service.description}, {service.num_classes} classes", file=sys.stderr, flush=True)
     options = ServeOptions(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_upload_mb=args.max_upload_mb,

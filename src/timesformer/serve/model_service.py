@@ -59,16 +59,13 @@ class ModelService:
     together: the server makes them from one thread."""
 
     def __init__(self, predictor):
-        from ..data.pipeline import VideoPipeline
+        from ..inference.explain import centre_crop_pipeline
 
         self.predictor = predictor
         self.spec = predictor.spec
         self.labels: list[str] | None = predictor.labels
         # Attention maps are drawn over one view: the centre crop, as `timesformer explain` takes it.
-        self.explain_pipeline = VideoPipeline.for_mode(
-            "test", self.spec.num_seg, mean=self.spec.mean, std=self.spec.std, short_side_min=self.spec.short_size,
-            short_side_max=self.spec.short_size, crop_size=self.spec.target_size, crop="center",
-        )  # fmt: skip
+        self.explain_pipeline = centre_crop_pipeline(self.spec)
 
     @classmethod
     def load(
@@ -77,6 +74,7 @@ class ModelService:
         config: str | os.PathLike | None = None,
         model_file: str | os.PathLike | None = None,
         precision: str = "fp32",
+        label_file: str | os.PathLike | None = None,
     ) -> "ModelService":
         """PyTorch from a checkpoint (`weights`, optional `config`) or ONNX Runtime from `model_file`."""
         from ..inference import Predictor
@@ -84,8 +82,8 @@ class ModelService:
         if (weights is None) == (model_file is None):
             raise UserError("give either -w/--weights (PyTorch) or --model_file (an exported ONNX model)")
         if model_file is not None:
-            return cls(Predictor.from_onnx(model_file))
-        return cls(Predictor.from_weights(weights, config=config, precision=precision))
+            return cls(Predictor.from_onnx(model_file, label_file=label_file))
+        return cls(Predictor.from_weights(weights, config=config, precision=precision, label_file=label_file))
 
     # ----------------------------------------------------------------- facts about the model
 
@@ -96,8 +94,7 @@ class ModelService:
     @property
     def clip_seconds(self) -> float:
         """How much of a video one clip covers: the test pipeline's window at its start."""
-        pipeline = self.predictor.pipeline
-        return pipeline.sampling_rate * pipeline.num_seg / pipeline.target_fps
+        return self.predictor.clip_seconds
 
     @property
     def description(self) -> str:
@@ -155,10 +152,8 @@ class ModelService:
         return self.predictor.scores(batch)
 
     def top_k(self, probs: np.ndarray, k: int) -> tuple[list[int], list[float], list[str] | None]:
-        from ..inference.predictor import top_k
-
-        classes, scores = top_k(probs, min(k, self.num_classes))
-        return classes, scores, [self.labels[c] for c in classes] if self.labels else None
+        """Classes by decreasing probability, their probabilities and names (None without a label list)."""
+        return self.predictor.top_classes(probs, min(k, self.num_classes))
 
     def features(self, clip: torch.Tensor) -> np.ndarray:
         """The video's embedding `[D]`: the final-norm cls token, averaged over the views."""
