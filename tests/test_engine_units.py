@@ -6,13 +6,21 @@ from __future__ import annotations
 import hashlib
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from timesformer.engine.evaluate import average_views, topk_correct
 from timesformer.engine.config.schema import LearningRateConfig, OptimizerConfig, WeightDecayConfig
 from timesformer.engine.optim import build_optimizer, lr_at
-from timesformer.engine.order import BatchLayout, EvalBatchSampler, TrainBatchSampler, epoch_permutation
+from timesformer.engine.order import (
+    BatchLayout,
+    EvalBatchSampler,
+    TrainBatchSampler,
+    balanced_class_weights,
+    class_balanced_order,
+    epoch_permutation,
+)
 from timesformer.engine.state import (
     find_resume_point,
     interrupted_weights_path,
@@ -23,12 +31,12 @@ from timesformer.engine.state import (
 from timesformer.errors import CheckpointError, ConfigError
 
 
-def step_sets(num_samples, global_batch, batch, world, epoch=0, seed=3):
+def step_sets(num_samples, global_batch, batch, world, epoch=0, seed=3, labels=None):
     """For each optimizer step: the set of (epoch, index) keys all ranks' micro-batches cover."""
     accumulation = global_batch // (batch * world)
     per_rank = []
     for rank in range(world):
-        sampler = TrainBatchSampler(num_samples, BatchLayout(global_batch, batch, world, rank), seed)
+        sampler = TrainBatchSampler(num_samples, BatchLayout(global_batch, batch, world, rank), seed, labels)
         sampler.set_epoch(epoch)
         micro = list(sampler)
         assert len(micro) == len(sampler) and all(len(m) == batch for m in micro)
@@ -44,6 +52,28 @@ def test_every_layout_splits_the_same_global_batches():
     flat = [key for step in reference for key in step]
     assert len(set(flat)) == len(flat) == 32  # no sample twice in an epoch
     assert step_sets(37, 8, 8, 1, epoch=1) != reference  # a new order every epoch
+
+
+# 3 classes: 30, 6 and 4 samples.
+UNBALANCED = np.array([0] * 30 + [1] * 6 + [2] * 4)
+
+
+def test_balanced_sampling_draws_classes_equally_and_splits_the_same_under_every_layout():
+    reference = step_sets(40, 8, 8, 1, labels=UNBALANCED)
+    for batch, world in ((4, 2), (2, 2), (1, 4), (2, 4)):
+        assert step_sets(40, 8, batch, world, labels=UNBALANCED) == reference
+    assert step_sets(40, 8, 8, 1, epoch=1, labels=UNBALANCED) != reference
+    # Over many epochs each class is drawn ~1/3 of the time (a plain permutation: 75 % class 0).
+    sampler = TrainBatchSampler(40, BatchLayout(8, 8), 3, UNBALANCED)
+    drawn = np.concatenate([UNBALANCED[sampler.epoch_order(epoch)] for epoch in range(300)])
+    np.testing.assert_allclose(np.bincount(drawn) / len(drawn), [1 / 3] * 3, atol=0.02)
+    assert (sampler.epoch_order(5) == class_balanced_order(UNBALANCED, 3, 5)).all()  # (seed, epoch) only
+
+
+def test_balanced_class_weights_are_n_over_k_count():
+    weights = balanced_class_weights(UNBALANCED, num_classes=4)  # class 3 never appears
+    np.testing.assert_allclose(weights, [40 / (3 * 30), 40 / (3 * 6), 40 / (3 * 4), 0.0])
+    assert np.dot(weights, np.bincount(UNBALANCED, minlength=4)) == pytest.approx(40)  # mean weight 1
 
 
 def test_order_is_a_function_of_seed_and_epoch():

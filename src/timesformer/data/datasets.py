@@ -64,8 +64,8 @@ class _ListDataset(torch.utils.data.Dataset):
         self.seed = seed
         self.max_tries = max_tries
         self._warned: set[str] = set()
-        # Clips by index after their first read, for pipelines whose output does not depend on
-        # the epoch (no random crop / flip / scale, videos no longer than the sampling window).
+        # Clips by index after their first read, for pipelines without random crop / flip / scale;
+        # the window of a video longer than the sampling window is then epoch 0's in every epoch.
         self._cache: dict[int, torch.Tensor] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -84,7 +84,9 @@ class _ListDataset(torch.utils.data.Dataset):
         if self._cache is not None and index in self._cache:
             return dict(clip=self._cache[index], label=entry.label, index=index, path=entry.path, error=None)
         try:
-            clip = self._load(entry, sample_rng(self.seed, epoch, index))
+            # A cached clip serves every epoch, so it is drawn from epoch 0's generator whichever
+            # epoch, worker, process or resumed run reads it first: a function of the index alone.
+            clip = self._load(entry, sample_rng(self.seed, 0 if self._cache is not None else epoch, index))
             if self._cache is not None:
                 self._cache[index] = clip
             return dict(clip=clip, label=entry.label, index=index, path=entry.path, error=None, replaced=[])
