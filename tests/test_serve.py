@@ -339,3 +339,23 @@ def test_serve_flags_are_checked_before_loading(argv, words, files, capsys):
     assert main(["serve", "-w", str(files["weights"]), *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
+
+
+def test_onnx_model_predicts_and_answers_501_for_what_needs_pytorch(files, tmp_path, private_tmp):
+    pytest.importorskip("onnxruntime", reason="onnxruntime (the export extra) is not installed")
+    pytest.importorskip("onnxscript", reason="onnxscript (the export extra) is not installed")
+    from timesformer.export.onnx import export_onnx
+    from timesformer.inference import InferenceSpec
+
+    model = load_model(files["weights"])
+    exported = export_onnx(model, InferenceSpec.from_model(model.config.to_dict()), tmp_path / "onnx")
+    onnx = ModelService.load(model_file=exported.onnx_path)
+    with TestClient(create_app(onnx, ServeOptions())) as client:
+        answer = client.post("/predict?top_k=3", files=upload(files["mp4"])).json()
+        probs = expected_probs(files, "mp4")
+        assert answer["topk_class"] == np.argsort(-probs)[:3].tolist()
+        np.testing.assert_allclose(answer["topk_scores"], np.sort(probs)[::-1][:3], atol=1e-4)
+        for route in ("/features", "/explain"):
+            response = client.post(route, files=upload(files["mp4"]))
+            assert response.status_code == 501 and "PyTorch" in response.json()["error"]
+    assert list(private_tmp.iterdir()) == []

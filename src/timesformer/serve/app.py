@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator
 
-import av
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
@@ -90,8 +89,7 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
     decode_pool = ThreadPoolExecutor(options.workers, thread_name_prefix="decode")
     model_thread = ThreadPoolExecutor(1, thread_name_prefix="model")
     state = gate_state or GateState()
-    queue: BatchQueue | None = None
-    metrics = ServerMetrics(queue_depth=lambda: queue.depth if queue else 0, in_flight=lambda: state.in_flight)
+    metrics = ServerMetrics(queue_depth=lambda: queue.depth, in_flight=lambda: state.in_flight)
     queue = BatchQueue(
         service.probabilities, model_thread, options.max_batch, options.max_wait_ms / 1000, metrics.record_batch
     )
@@ -188,6 +186,7 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
     @app.post("/features", summary="the video's embedding", openapi_extra=UPLOAD_BODY)
     async def features(request: Request):
         started = time.perf_counter()
+        service.require_torch("features")
         async with received_video(request) as upload:
             vector = await in_model_thread(service.features, await decoded(upload))
         return {"video_id": upload.name, "dimension": int(vector.shape[0]), "features": vector.tolist(),
@@ -195,6 +194,7 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
 
     @app.post("/explain", summary="attention heat map: PNG, or the overlay MP4 with ?format=mp4", openapi_extra=UPLOAD_BODY)
     async def explain(request: Request, format: str = Query("png", pattern="^(png|mp4)$")):
+        service.require_torch("attention maps")
         async with received_video(request) as upload:
             clip = await decoded(upload, service.load_explain_clip)
         if format == "mp4":
@@ -281,7 +281,3 @@ def _add_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(part) for part in e.get("loc", ())[1:]) or "request"
             problems.append(f"{where}: {e.get('msg', 'invalid')} (got {e.get('input')!r})")
         return error(400, "; ".join(problems))
-
-    @app.exception_handler(av.FFmpegError)
-    async def decoder_error(request, err: av.FFmpegError):
-        return error(422, f"the decoder cannot read this upload ({str(err).splitlines()[0] if str(err) else type(err).__name__})")

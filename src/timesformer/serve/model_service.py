@@ -106,6 +106,11 @@ class ModelService:
         net = getattr(self.predictor.engine, "net", None)
         return net.model if net is not None else None
 
+    def require_torch(self, what: str) -> None:
+        """`NotAvailable` (501) for what only the PyTorch model can do, before any upload is read."""
+        if self.torch_model is None:
+            raise NotAvailable(f"{what} need the PyTorch model: start the server with -w (an ONNX file holds only the scores)")
+
     # ----------------------------------------------------------------- videos
 
     def check_video(self, path: str | os.PathLike, limits: VideoLimits) -> VideoInfo:
@@ -157,8 +162,7 @@ class ModelService:
 
     def features(self, clip: torch.Tensor) -> np.ndarray:
         """The video's embedding `[D]`: the final-norm cls token, averaged over the views."""
-        if self.torch_model is None:
-            raise NotAvailable("features need the PyTorch model: start the server with -w (an ONNX file holds only the scores)")
+        self.require_torch("features")
         return self.predictor.engine.features(clip.unsqueeze(0))[0]
 
     def timeline(self, path: str | os.PathLike, window_s: float, stride_s: float, k: int, batch_size: int) -> list[dict]:
@@ -190,8 +194,7 @@ class ModelService:
         from ..inference.explain import explain
         from ..inference.render import clip_frames
 
-        if self.torch_model is None:
-            raise NotAvailable("attention maps need the PyTorch model: start the server with -w")
+        self.require_torch("attention maps")
         result = explain(self.torch_model, clip, method="rollout")
         name = self.labels[result.predicted] if self.labels else f"class {result.predicted}"
         return clip_frames(clip, self.spec.mean, self.spec.std), result.maps, f"{name} ({result.score:.2f})"
