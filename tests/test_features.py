@@ -88,7 +88,7 @@ def test_cli_skips_broken_videos_and_resumes_after_an_interruption(hf_model, vid
     _, weights = hf_model
     folder, paths, broken = videos
     fresh = tmp_path / "fresh"
-    assert main(["features", "-w", str(weights), "-i", str(folder), "-o", str(fresh), "--precision", "fp32"]) == 0
+    assert main(["features", "-w", str(weights), "-i", str(folder), "-o", str(fresh), "--precision", "fp32"]) == 1  # one broken
     captured = capsys.readouterr()
     assert f"skipped {broken}: " in captured.err and "1 of 4 videos could not be read" in captured.out
     rows, records = _read(fresh)
@@ -110,7 +110,7 @@ def test_cli_skips_broken_videos_and_resumes_after_an_interruption(hf_model, vid
     assert not (out / "features.npy").exists()  # only whole parts on disk, never a half file
     calls.clear()
     monkeypatch.setattr(TorchEngine, "features", lambda self, batch: (calls.append(1), real(self, batch))[1])
-    assert main(["features", "-w", str(weights), "-i", str(folder), "-o", str(out), "--precision", "fp32"]) == 0
+    assert main(["features", "-w", str(weights), "-i", str(folder), "-o", str(out), "--precision", "fp32"]) == 1  # the broken video again
     assert len(calls) == 1  # the two videos written before the interruption are not computed again
     got_rows, got_records = _read(out)
     assert got_records == records
@@ -118,7 +118,7 @@ def test_cli_skips_broken_videos_and_resumes_after_an_interruption(hf_model, vid
     assert sorted(p.name for p in out.iterdir()) == ["features.jsonl", "features.npy"]
 
     calls.clear()  # a third run finds everything done
-    assert main(["features", "-w", str(weights), "-i", str(folder), "-o", str(out)]) == 0
+    assert main(["features", "-w", str(weights), "-i", str(folder), "-o", str(out)]) == 1
     assert calls == [] and _read(out)[1] == records
 
 

@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.windows import check_window_args
     from ..utils import check_distinct_paths
 
-    if args.batch_size < 1 or args.num_workers < 1:
-        raise UserError(f"--batch_size {args.batch_size} / --num_workers {args.num_workers}: must be at least 1")
+    for flag, value in (("--batch_size", args.batch_size), ("--num_workers", args.num_workers)):
+        if value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
     check_window_args(args.window, args.stride)
     if args.override and not args.config:
         raise UserError(f"--override {args.override[0]}: overrides need a config (-c)")
@@ -87,8 +88,9 @@ def run(args: argparse.Namespace) -> int:
         barrier(ctx)
         if ctx.is_main:
             rows = files.merge(videos)
-            print(f"[features] {rows} rows in {files.features_path} and {files.records_path}"
-                  + (f"; {failed} of {len(todo)} videos could not be read and were skipped" if failed else ""))  # fmt: skip
+            written = f"{rows} rows in {files.features_path} and {files.records_path}" if rows else "nothing written"
+            skipped = f"; {failed} of {len(todo)} videos could not be read and were skipped" if failed else ""
+            print(f"[features] {written}{skipped}")
     finally:
         teardown(ctx)
-    return 0
+    return 1 if failed else 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -98,11 +99,14 @@ def _check_modes(args: argparse.Namespace) -> None:
 
     if (args.input_file is None) == (args.stream is None):
         raise UserError("give either -i/--input_file (videos) or --stream SOURCE (a live stream)")
-    if args.batch_size < 1 or args.num_workers < 1:
-        raise UserError(f"--batch_size {args.batch_size} / --num_workers {args.num_workers}: must be at least 1")
+    for flag, value in (("--batch_size", args.batch_size), ("--num_workers", args.num_workers)):
+        if value < 1:
+            raise UserError(f"{flag} {value}: must be at least 1")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top_k {args.top_k}: must be at least 1")
     check_window_args(args.window, args.stride)
+    if not (math.isfinite(args.every) and 0 < args.every <= 1e5):
+        raise UserError(f"--every {args.every}: must be a number of seconds > 0")
     if args.plot and args.window is None:
         raise UserError("--plot draws the timeline of --window predictions: give --window S")
     if args.stream is not None and (args.plot or args.stride is not None):
