@@ -127,17 +127,21 @@ def test_predict_on_a_list_predicts_good_videos_and_names_broken_ones(media, tin
 
 
 def test_ctrl_c_during_test_is_one_line_and_exit_130(media, tmp_path, tiny_weights):
+    # 20,000 videos: hours of work on any machine, so the signal always lands mid-run.
     long_list = tmp_path / "long.list"
-    long_list.write_text(f"{media['good'][1]} 5\n" * 200)
+    long_list.write_text(f"{media['good'][1]} 5\n" * 20_000)
     command = [sys.executable, "-m", "timesformer", "test", *map(str, _tiny_test_args(long_list, tiny_weights))]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(4)  # past start-up, in the middle of the 200 videos
-    process.send_signal(signal.SIGINT)
     try:
+        first = process.stdout.readline()  # printed once the model and the videos are ready
+        assert first.startswith("[TEST] 20000 videos x 3 views"), first + process.stderr.read()
+        process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=60)
     finally:
         process.kill()
+    out = first + out
     assert process.returncode == 130, out + err
+    assert "top1:" not in out  # interrupted, not finished
     assert "Traceback" not in out + err and err.strip().splitlines()[-1] == "timesformer test: interrupted", err
 
 

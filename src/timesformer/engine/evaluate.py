@@ -7,6 +7,7 @@ number of processes. Unreadable videos are never replaced: they are listed with 
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -15,11 +16,12 @@ import torch
 from ..inference.views import average_views
 from ..model.checkpoints import load_weights
 from ..model.timesformer import build_model
-from .config import Config
+from .config import Config, build_pipeline
 from .distributed import DistContext, all_gather_objects
 from .logging import RunLogger
 from .loaders import build_dataset, make_loader
 from .order import EvalBatchSampler
+from .signals import StopRequest
 
 
 @dataclass
@@ -117,8 +119,17 @@ def run_test(cfg: Config, weights: str, ctx: DistContext, log: RunLogger, amp_dt
     dataset = build_dataset(cfg, "test", cfg.seed)
     sampler = EvalBatchSampler(len(dataset), cfg.DATASET.test_batch_size, ctx.world_size, ctx.rank)
     loader = make_loader(dataset, sampler, cfg, ctx.device)
+    views = build_pipeline(cfg, "test").num_views
+    log.info(f"[TEST] {len(dataset)} videos x {views} views, batch {cfg.DATASET.test_batch_size} x "
+             f"{ctx.world_size} processes, device {ctx.device}, amp {amp_dtype or 'off'}")  # fmt: skip
     log.start_bar(len(loader), "test")
-    result = evaluate(model, loader, ctx, cfg.MODEL.runtime_cfg.test.avg_type, amp_dtype, log.advance_bar)
+
+    def progress() -> None:  # Ctrl-C acts between batches, never inside a worker's start-up
+        log.advance_bar()
+        stop.raise_if_interrupted()
+
+    with StopRequest((signal.SIGINT,)) as stop:
+        result = evaluate(model, loader, ctx, cfg.MODEL.runtime_cfg.test.avg_type, amp_dtype, progress)
     log.close_bar()
     for _, path, reason in result.failed:
         log.info(f"[TEST] skipped {path}: {reason}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from .lock import OutputLock
 from .logging import RunLogger, format_train_line
 from .optim import build_optimizer, lr_at, set_lr
 from .order import DROPOUT_STREAM, BatchLayout, EvalBatchSampler, TrainBatchSampler, balanced_class_weights, derive_seed
+from .signals import StopRequest
 from .state import (
     ResumePoint,
     best_weights_path,
@@ -78,33 +78,6 @@ class TrainResult:
     best_top1: float | None  # None without validation
     last_checkpoint: Path | None
     interrupted_by: str | None = None  # "SIGTERM" / "SIGINT" when stopped by a signal
-
-
-class StopRequest:
-    """SIGTERM / SIGINT ask the loop to stop after the current optimizer step (state saved).
-
-    A second signal of the same kind stops at once (KeyboardInterrupt / default SIGTERM).
-    """
-
-    def __init__(self):
-        self.signal_name: str | None = None
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
-        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-
-    def __enter__(self) -> StopRequest:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[signum] = signal.signal(signum, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
 
 
 def key_bias_grads(model: torch.nn.Module) -> list[torch.Tensor]:
