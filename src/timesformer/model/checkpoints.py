@@ -271,9 +271,17 @@ def _read_transformers_dir(path: Path) -> Checkpoint:
     return checkpoint
 
 
+def _resolve_source(path: str | Path) -> Path:
+    """Where a checkpoint's files are: a local path as it is, a Hugging Face Hub id
+    (`org/name`, see `model.hub`) as its downloaded, cached directory."""
+    from .hub import resolve_weights
+
+    return resolve_weights(path)
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Read any supported checkpoint into canonical names (see the module docstring)."""
-    path = Path(path)
+    path = _resolve_source(path)
     if path.is_dir():
         if (path / "config.json").exists():
             return _read_transformers_dir(path)
