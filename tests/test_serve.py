@@ -341,16 +341,21 @@ def test_serve_flags_are_checked_before_loading(argv, words, files, capsys):
     assert len(err) == 1 and words in err[0], err
 
 
-def test_onnx_model_predicts_and_answers_501_for_what_needs_pytorch(files, tmp_path, private_tmp):
+@pytest.fixture(scope="module")
+def onnx_service(files, tmp_path_factory):
+    """The tiny model exported to ONNX (module scope: before `private_tmp`, the exporter's caches are not ours)."""
     pytest.importorskip("onnxruntime", reason="onnxruntime (the export extra) is not installed")
     pytest.importorskip("onnxscript", reason="onnxscript (the export extra) is not installed")
     from timesformer.export.onnx import export_onnx
     from timesformer.inference import InferenceSpec
 
     model = load_model(files["weights"])
-    exported = export_onnx(model, InferenceSpec.from_model(model.config.to_dict()), tmp_path / "onnx")
-    onnx = ModelService.load(model_file=exported.onnx_path)
-    with TestClient(create_app(onnx, ServeOptions())) as client:
+    exported = export_onnx(model, InferenceSpec.from_model(model.config.to_dict()), tmp_path_factory.mktemp("onnx"))
+    return ModelService.load(model_file=exported.onnx_path)
+
+
+def test_onnx_model_predicts_and_answers_501_for_what_needs_pytorch(onnx_service, files, private_tmp):
+    with TestClient(create_app(onnx_service, ServeOptions())) as client:
         answer = client.post("/predict?top_k=3", files=upload(files["mp4"])).json()
         probs = expected_probs(files, "mp4")
         assert answer["topk_class"] == np.argsort(-probs)[:3].tolist()
