@@ -13,14 +13,15 @@ official facebookresearch code, so the three agree on every checkpoint:
 Parameter names are the canonical ones (timm ViT style, PaddleVideo's backbone without
 `backbone.` and with `head` for `head.fc`); every checkpoint format maps into them.
 
-Speed: attention is SDPA on strided views of one fused qkv GEMM; in eval mode the
-residual adds, biases and GELU run inside oneDNN GEMMs on CPU and autocast weights are
-cast once (see `Linear`). Training mode computes the same maths the plain way.
+This file is the maths, written the plain way. Inference (eval mode, no gradients) runs the
+same maths through fused kernels (`fast_inference.py`, switched by
+`TimeSformer.fast_inference`); a test keeps the two paths equal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,8 +33,32 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
+from . import fast_inference
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
+
+# bf16 attention on CPU over at most this many tokens per sequence is an explicit
+# softmax(q k^T) v: measured on AMD Zen (AVX512-BF16, 1 thread, ViT-B's 12 heads of 64), it
+# beats SDPA's flash kernel by 1.07x at 8 tokens (temporal, T = 8), 1.2-1.5x at 16-197
+# (spatial) and ties at 1569 (joint), where SDPA's bounded memory wins. In fp32 SDPA is
+# 1.5-3x faster at every length, and on CUDA flash attention always wins.
+EXPLICIT_MAX_TOKENS = 256
+
+# Sanity bounds for sizes a file or flag may ask for (ViT-G, the largest ViT trained, has
+# depth 48 and width 1664): far above any real model, far below what would exhaust memory
+# before an error.
+_INT_BOUNDS = {
+    "img_size": (1, 4096),
+    "patch_size": (1, 4096),
+    "in_chans": (1, 64),
+    "num_classes": (1, 1_000_000),
+    "embed_dim": (1, 8192),
+    "depth": (1, 64),
+    "num_heads": (1, 8192),
+    "num_frames": (1, 1024),
+}
+_MAX_MLP_RATIO = 64.0
+_MAX_PARAMETERS = 20_000_000_000  # 80 GB of fp32 weights
 
 
 @dataclass
@@ -56,111 +81,98 @@ class TimeSformerConfig:
     grad_checkpointing: bool = False
 
     def __post_init__(self):
-        if self.attention_type not in ATTENTION_TYPES:
-            raise ConfigError(f"attention_type: {self.attention_type!r} is not one of {', '.join(ATTENTION_TYPES)}")
+        """Type and range of every field, before a single weight is allocated."""
+        for name, (low, high) in _INT_BOUNDS.items():
+            _check_int(name, getattr(self, name), low, high)
+        for name in ("qkv_bias", "grad_checkpointing"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: {_show(getattr(self, name))} is not true or false")
+        if not isinstance(self.attention_type, str) or self.attention_type not in ATTENTION_TYPES:
+            raise ConfigError(f"attention_type: {_show(self.attention_type)} is not one of {', '.join(ATTENTION_TYPES)}")
+        _check_float("mlp_ratio", self.mlp_ratio, 0.0, _MAX_MLP_RATIO, low_open=True)
+        _check_float("norm_eps", self.norm_eps, 0.0, 1.0, low_open=True)
+        for name in ("drop_rate", "attn_drop_rate", "drop_path_rate"):
+            _check_float(name, getattr(self, name), 0.0, 1.0, high_open=True)
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"num_heads: {self.num_heads} does not divide embed_dim {self.embed_dim}")
         if self.img_size % self.patch_size:
             raise ConfigError(f"img_size: {self.img_size} is not a multiple of patch_size {self.patch_size}")
+        if self.mlp_hidden_dim < 1:
+            raise ConfigError(f"mlp_ratio: {self.mlp_ratio} leaves no MLP hidden units for embed_dim {self.embed_dim}")
+        if self.parameter_count() > _MAX_PARAMETERS:
+            raise ConfigError(
+                f"depth/embed_dim/img_size: {self.parameter_count():,} parameters (depth {self.depth}, embed_dim "
+                f"{self.embed_dim}, mlp_ratio {self.mlp_ratio}) is beyond {_MAX_PARAMETERS:,}: not a real model"
+            )
 
     @property
     def mlp_hidden_dim(self) -> int:
         return int(self.embed_dim * self.mlp_ratio)
+
+    def parameter_count(self) -> int:
+        """Number of weights the model will have (closed form, nothing allocated)."""
+        dim, hidden, tokens = self.embed_dim, self.mlp_hidden_dim, (self.img_size // self.patch_size) ** 2
+        linear = lambda fan_in, fan_out: fan_in * fan_out + fan_out  # noqa: E731
+        attention = linear(dim, 3 * dim) + linear(dim, dim)
+        block = attention + linear(dim, hidden) + linear(hidden, dim) + 4 * dim
+        if self.attention_type == "divided_space_time":
+            block += attention + linear(dim, dim) + 2 * dim
+        embed = self.in_chans * self.patch_size**2 * dim + dim + (tokens + 2) * dim + self.num_frames * dim
+        return embed + self.depth * block + 2 * dim + linear(dim, self.num_classes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, fields: dict) -> "TimeSformerConfig":
+        if not isinstance(fields, dict):
+            raise ConfigError(f"model config: expected an object of TimeSformerConfig fields, found {type(fields).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(fields) - known)
+        unknown = sorted(str(name) for name in set(fields) - known)
         if unknown:
-            raise ConfigError(f"{unknown[0]}: not a TimeSformerConfig field (fields: {', '.join(sorted(known))})")
+            raise ConfigError(f"{_show(unknown[0])}: not a TimeSformerConfig field (fields: {', '.join(sorted(known))})")
         return cls(**fields)
 
 
-def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: zero the whole branch for some rows of dim 0, rescale the rest."""
-    if p == 0.0 or not training:
-        return x
-    keep = 1.0 - p
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask.div_(keep)
+def _show(value: object) -> str:
+    """A value for a one-line message: repr, cut when long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _has_mkldnn_linear() -> bool:
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name}: {_show(value)} is not an integer")
+    if not low <= value <= high:
+        raise ConfigError(f"{name}: {value} is outside [{low}, {high}]")
 
 
-_MKLDNN_LINEAR = _has_mkldnn_linear()
+def _check_float(name: str, value: object, low: float, high: float, low_open=False, high_open=False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: {_show(value)} is not a number")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: {value} is not finite")
+    if value < low or value > high or (low_open and value == low) or (high_open and value == high):
+        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ConfigError(f"{name}: {value} is outside {interval}")
 
 
-def _disable_mkldnn_linear() -> None:
-    global _MKLDNN_LINEAR
-    _MKLDNN_LINEAR = False
-
-
-class Linear(nn.Linear):
-    """`nn.Linear` (optionally followed by exact GELU, or added to a residual) with a fast
-    path for inference.
-
-    Without gradients, three costs of eager inference go away:
-    - under autocast, every call casts every weight (86M values for ViT-B) to bf16 again:
-      the cast is kept, keyed on the weights' identity and version (an update invalidates it);
-    - on CPU, `F.linear` writes the broadcast bias into the output before the GEMM and GELU
-      is one more pass: oneDNN's linear applies bias and GELU inside the GEMM (about 2x
-      faster in bf16 for ViT-B's shapes, 5-20% in fp32);
-    - a residual of the output's dtype is added inside the GEMM too, not in a pass of its own.
-    Training, tracing and export take the plain `F.linear` path.
-    """
-
-    _cast: tuple | None = None  # (dtype, weight, bias, their versions, cast weight, cast bias)
-
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, gelu: bool = False):
-        super().__init__(in_features, out_features, bias=bias)
-        self.gelu = gelu
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """``gelu(x W^T + b)`` or ``residual + x W^T + b``."""
-        weight, bias = self.weight, self.bias
-        inference = not (torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad))
-        # Real eager tensors only: export and compile trace with tensor subclasses (fake tensors).
-        if inference and type(x) is torch.Tensor and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
-            device = x.device.type
-            if torch.is_autocast_enabled(device):
-                weight, bias = self._autocast_weights(torch.get_autocast_dtype(device))
-            if device == "cpu" and _MKLDNN_LINEAR and weight.dtype in (torch.float32, torch.bfloat16):
-                try:
-                    return self._onednn_linear(x.to(weight.dtype), weight, bias, residual)
-                except RuntimeError:  # a oneDNN build without this dtype on this CPU: use ATen
-                    _disable_mkldnn_linear()
-        x = F.linear(x, weight, bias)
-        if self.gelu:
-            x = F.gelu(x)
-        return x if residual is None else residual + x
-
-    def _onednn_linear(self, x, weight, bias, residual) -> torch.Tensor:
-        if self.gelu:
-            return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")  # erf GELU
-        if residual is not None and residual.dtype == weight.dtype and residual.is_contiguous():
-            return torch.ops.mkldnn._linear_pointwise.binary(x, residual, weight, bias, "add")
-        x = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        return x if residual is None else residual + x
-
-    def _autocast_weights(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-        versions = (self.weight._version, None if self.bias is None else self.bias._version)
-        cast = self._cast
-        if cast is None or cast[0] != dtype or cast[1] is not self.weight or cast[2] is not self.bias or cast[3] != versions:
-            bias = None if self.bias is None else self.bias.detach().to(dtype)
-            cast = self._cast = (dtype, self.weight, self.bias, versions, self.weight.detach().to(dtype), bias)
-        return cast[4], cast[5]
+def attention(q, k, v, dropout: float = 0.0, record: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over ``[..., tokens, head_dim]``; `record` receives the
+    softmax probabilities (pre-dropout) and forces the explicit computation."""
+    explicit = q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_MAX_TOKENS
+    if record is None and not explicit:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # default scale: the reference's
+    probs = (q @ (k.transpose(-2, -1) * q.shape[-1] ** -0.5)).softmax(dim=-1)
+    if record is not None:
+        if torch.is_grad_enabled() and not probs.requires_grad:
+            probs.requires_grad_()  # a frozen model's maps: the graph starts here
+        record(probs)
+    return F.dropout(probs, dropout, training=dropout > 0) @ v
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention over dim 1 of ``[batch, tokens, dim]``, fused qkv, SDPA."""
+    """Multi-head self-attention over dim 1 of ``[batch, tokens, dim]``, fused qkv."""
 
     # Set by `record_attention`: receives each call's softmax probabilities.
     record: Callable[[torch.Tensor], None] | None = None
@@ -168,41 +180,48 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_drop(self.proj(self.attend(x)))
+        return self.proj_drop(self.proj(self.attend(self.qkv(x))))
 
-    def attend(self, x: torch.Tensor) -> torch.Tensor:
-        """The heads' outputs, concatenated: everything but the output projection."""
-        batch, tokens, dim = x.shape
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """``[batch, tokens, 3 * dim]`` projections -> the heads' outputs ``[batch, tokens, dim]``."""
+        batch, tokens, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # One permute of a view: q, k, v come out as strided [batch, heads, tokens, head_dim].
-        qkv = self.qkv(x).view(batch, tokens, 3, self.num_heads, dim // self.num_heads)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        dropout = self.attn_drop if self.training else 0.0
-        if self.record is None:
-            # SDPA's default scale is head_dim ** -0.5, the reference's.
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        else:
-            probs = (q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5).softmax(dim=-1)
-            self.record(probs)
-            out = F.dropout(probs, dropout, self.training) @ v
+        q, k, v = qkv.view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        out = attention(q, k, v, self.attn_drop if self.training else 0.0, self.record)
         return out.transpose(1, 2).reshape(batch, tokens, dim)
 
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, drop: float):
         super().__init__()
-        self.fc1 = Linear(dim, hidden, gelu=True)  # exact (erf) GELU, as the reference
-        self.fc2 = Linear(hidden, dim)
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()  # exact (erf) GELU, as the reference
+        self.fc2 = nn.Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """``fc2(gelu(fc1(x)))``; in eval mode (no dropout) optionally plus `residual`, fused."""
-        return self.drop(self.fc2(self.drop(self.fc1(x)), residual))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: zero the whole branch for some rows of dim 0, rescale the rest."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
 
 
 class Block(nn.Module):
@@ -210,64 +229,52 @@ class Block(nn.Module):
         super().__init__()
         dim, eps = config.embed_dim, config.norm_eps
         self.attention_type = config.attention_type
-        self.drop_path_rate = drop_path_rate
 
         def attention() -> Attention:
             return Attention(dim, config.num_heads, config.qkv_bias, config.attn_drop_rate, config.drop_rate)
 
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = attention()
         if self.attention_type == "divided_space_time":
             self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
             self.temporal_attn = attention()
-            self.temporal_fc = Linear(dim, dim)
+            self.temporal_fc = nn.Linear(dim, dim)
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = attention()
+        self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, config.mlp_hidden_dim, config.drop_rate)
 
-    def _drop_path(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.drop_path_rate, self.training)
-
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         if self.attention_type == "divided_space_time":
-            x = self._divided_attention(x, num_frames)
-        elif self.training:
-            x = x + self._drop_path(self.attn(self.norm1(x)))
+            x = self.divided_attention(x, num_frames)
         else:
-            x = self.attn.proj(self.attn.attend(self.norm1(x)), residual=x)
-        if self.training:
-            return x + self._drop_path(self.mlp(self.norm2(x)))
-        # Eval: no dropout, no drop path, so the residual add can join the last GEMM.
-        return self.mlp(self.norm2(x), residual=x)
+            x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def _divided_attention(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """x: ``[B, 1 + N*T, D]``, patch tokens at ``1 + n*T + t``."""
+    def divided_attention(self, x: torch.Tensor, T: int) -> torch.Tensor:
+        """Temporal then spatial attention; x: ``[B, 1 + N*T, D]``, patch tokens at ``1 + n*T + t``."""
         batch, _, dim = x.shape
-        T = num_frames
         cls, patches = x[:, :1], x[:, 1:]
         N = patches.shape[1] // T
 
         # Temporal: each patch's T tokens are consecutive, so grouping them is a view.
         xt = self.temporal_norm1(patches).view(batch * N, T, dim)
-        res = self._drop_path(self.temporal_attn(xt)).view(batch, N * T, dim)
-        patches = self.temporal_fc(res, residual=patches)
+        res = self.drop_path(self.temporal_attn(xt)).view(batch, N * T, dim)
+        patches = patches + self.temporal_fc(res)
 
-        # Spatial: group by frame, the (shared) cls token first in every frame.
-        xs = patches.view(batch, N, T, dim).transpose(1, 2)
-        xs = torch.cat((cls.unsqueeze(1).expand(batch, T, 1, dim), xs), dim=2)
-        xs = self.norm1(xs.view(batch * T, 1 + N, dim))
-        if self.training:
-            # Drop path per (clip, frame) row of the spatial attention, as the reference.
-            res = self._drop_path(self.attn(xs)).view(batch, T, 1 + N, dim)
-            res_cls = res[:, :, 0].mean(dim=1, keepdim=True)  # the T cls outputs become one
-            res_patches = res[:, :, 1:].transpose(1, 2).reshape(batch, N * T, dim)
-            return torch.cat((cls + res_cls, patches + res_patches), dim=1)
-        # Eval: regroup the heads' outputs before the (linear) projection, so that the
-        # projection of the patches adds their residual inside the GEMM; the cls outputs
-        # are averaged first (the mean commutes with an affine map).
-        heads = self.attn.attend(xs).view(batch, T, 1 + N, dim)
-        cls = self.attn.proj(heads[:, :, 0].mean(dim=1, keepdim=True), residual=cls.contiguous())
-        heads = heads[:, :, 1:].transpose(1, 2).reshape(batch, N * T, dim)
-        return torch.cat((cls, self.attn.proj(heads, residual=patches)), dim=1)
+        # Spatial: group by frame, the (shared) cls token first in every frame; drop path
+        # per (clip, frame) row, as the reference.
+        xs = self.spatial_groups(cls, patches, T)
+        res = self.drop_path(self.attn(self.norm1(xs))).view(batch, T, 1 + N, dim)
+        res_cls = res[:, :, 0].mean(dim=1, keepdim=True)  # the T cls outputs become one
+        res_patches = res[:, :, 1:].transpose(1, 2).reshape(batch, N * T, dim)
+        return torch.cat((cls + res_cls, patches + res_patches), dim=1)
+
+    @staticmethod
+    def spatial_groups(cls: torch.Tensor, patches: torch.Tensor, T: int) -> torch.Tensor:
+        """``[B, 1, D]`` cls and ``[B, N*T, D]`` patches -> per-frame sequences ``[B*T, 1 + N, D]``."""
+        batch, _, dim = patches.shape
+        xs = patches.view(batch, -1, T, dim).transpose(1, 2)
+        return torch.cat((cls.unsqueeze(1).expand(batch, T, 1, dim), xs), dim=2).view(batch * T, -1, dim)
 
 
 class PatchEmbed(nn.Module):
@@ -284,6 +291,9 @@ class PatchEmbed(nn.Module):
 
 
 class TimeSformer(nn.Module):
+    # Inference (eval mode, no gradients) through the fused kernels of `fast_inference`.
+    fast_inference: bool = True
+
     def __init__(self, config: TimeSformerConfig):
         super().__init__()
         self.config = config
@@ -297,12 +307,11 @@ class TimeSformer(nn.Module):
             self.time_embed = nn.Parameter(torch.zeros(1, config.num_frames, dim))
         self.pos_drop = nn.Dropout(config.drop_rate)
         self.time_drop = nn.Dropout(config.drop_rate)
-        # Stochastic depth rising linearly from 0 to drop_path_rate (plain floats, so that the
-        # model can be built on the meta device).
+        # Stochastic depth rising linearly from 0 to drop_path_rate.
         rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
-        self.head = Linear(dim, config.num_classes)
+        self.head = nn.Linear(dim, config.num_classes)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -342,36 +351,40 @@ class TimeSformer(nn.Module):
             return time
         return F.interpolate(time.transpose(1, 2), size=frames, mode="nearest").transpose(1, 2)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, T, H, W]`` -> final-norm cls token ``[B, D]``."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, T, H, W]`` -> the first block's input: ``[B, 1 + N*T, D]`` (``[B*T, 1 + N, D]``
+        for space_only)."""
         batch, frames = x.shape[0], x.shape[2]
         tokens, grid_h, grid_w = self.patch_embed(x)
         pos = self._pos_embed(grid_h, grid_w)
         cls = self.cls_token + pos[:, :1]  # identical for every frame
         tokens = tokens + pos[:, 1:]
         dim = tokens.shape[-1]
-
         if self.config.attention_type == "space_only":
-            x = torch.cat((cls.expand(batch * frames, 1, dim), tokens), dim=1)
-            x = self.pos_drop(x)
+            return self.pos_drop(torch.cat((cls.expand(batch * frames, 1, dim), tokens), dim=1))
+        # (b t) n d -> b (n t) d with the time embedding added on the way.
+        tokens = self.pos_drop(tokens).view(batch, frames, -1, dim) + self._time_embed(frames).unsqueeze(2)
+        tokens = self.time_drop(tokens).transpose(1, 2).flatten(1, 2)
+        return torch.cat((self.pos_drop(cls.expand(batch, 1, dim)), tokens), dim=1)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, 3, T, H, W]`` -> final-norm cls token ``[B, D]``."""
+        batch, frames = x.shape[0], x.shape[2]
+        tokens = self.embed(x)
+        if fast_inference.applies(self, tokens):
+            tokens = fast_inference.blocks(self, tokens, frames)
         else:
-            # (b t) n d -> b (n t) d with the time embedding added on the way.
-            tokens = self.pos_drop(tokens).view(batch, frames, -1, dim) + self._time_embed(frames).unsqueeze(2)
-            tokens = self.time_drop(tokens).transpose(1, 2).flatten(1, 2)
-            x = torch.cat((self.pos_drop(cls.expand(batch, 1, dim)), tokens), dim=1)
-
-        for block in self.blocks:
-            if self.config.grad_checkpointing and self.training:
-                x = checkpoint(block, x, frames, use_reentrant=False)
-            else:
-                x = block(x, frames)
-
-        cls_out = x[:, 0]
+            for block in self.blocks:
+                if self.config.grad_checkpointing and self.training:
+                    tokens = checkpoint(block, tokens, frames, use_reentrant=False)
+                else:
+                    tokens = block(tokens, frames)
+        cls = tokens[:, 0]
         if self.config.attention_type == "space_only":
             # The reference averages every token over the frames, then takes the cls one.
-            cls_out = cls_out.view(batch, frames, dim).mean(dim=1)
+            cls = cls.view(batch, frames, -1).mean(dim=1)
         # The final norm is per token: normalizing the cls token alone gives the same result.
-        return self.norm(cls_out)
+        return self.norm(cls)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(features)
@@ -403,8 +416,9 @@ def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]
     "spatial": [B*T, heads, 1+N, 1+N] (rows b*T + t; token 0 is cls, 1 + n patch n)}``;
     joint_space_time ``{"joint": [B, heads, 1+N*T, 1+N*T]}`` (token 1 + n*T + t);
     space_only ``{"spatial": [B*T, heads, 1+N, 1+N]}``. While recording, attention is an
-    explicit softmax (same logits as SDPA); with grad enabled the maps are part of the
-    autograd graph, so gradients with respect to them can be taken (`Tensor.retain_grad`).
+    explicit softmax on the plain path (same logits as the fast path); with grad enabled the
+    maps are part of the autograd graph, even for a frozen model, so gradients with respect
+    to them can be taken (`torch.autograd.grad(score, maps[i]["spatial"])`).
     """
     model = _unwrap(model)
     attention_type = model.config.attention_type
@@ -415,10 +429,10 @@ def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]
         recorders.append((block.attn, partial(_store, block_maps, spatial_key)))
         if attention_type == "divided_space_time":
             recorders.append((block.temporal_attn, partial(_store, block_maps, "temporal")))
-    for attention, record in recorders:
-        attention.record = record
+    for module, record in recorders:
+        module.record = record
     try:
         yield maps
     finally:
-        for attention, _ in recorders:
-            del attention.record  # back to the class default, None
+        for module, _ in recorders:
+            del module.record  # back to the class default, None
