@@ -181,6 +181,44 @@ def test_planned_decoding_matches_plain_decoding(tmp_path):
         assert numbers(planned[1])[0] == math.ceil(int(start * timebase) / timebase)
 
 
+@pytest.mark.parametrize(
+    "codec, options, jumps",
+    [
+        ("h264", {"g": "10", "bf": "3"}, True),  # closed GOPs: IDR every 10 frames
+        ("h264", {"g": "10", "bf": "3", "x264-params": "open-gop=1"}, False),  # recovery points, leading B-frames
+        ("mpeg4", {"g": "10", "bf": "2"}, False),  # B-frames after an I-frame show before it
+        ("mpeg4", {"g": "10"}, True),
+        ("hevc", {"g": "10", "bf": "3", "x265-params": "log-level=none"}, None),
+    ],
+)
+def test_gop_jumps_keep_frames_exact(tmp_path, codec, options, jumps):
+    """Jumping over the rest of a GOP after its last sampled frame gives the frames that
+    decoding everything gives, and it does jump where GOPs start clean."""
+    from timesformer.data.video import _clean_start_test, _decoding_plan
+
+    try:
+        video = str(encode_video(tmp_path / "gop.mp4", 120, codec, options=options))
+    except (av.FFmpegError, ValueError) as err:  # an FFmpeg build without this encoder
+        pytest.skip(f"PyAV's FFmpeg cannot encode {codec}: {err}")
+    with av.open(video) as container:
+        stream = container.streams.video[0]
+        timebase = stream.duration / stream.frames
+        packets = [p for p in container.demux(stream) if p.size]
+        plan = _decoding_plan(packets, {packets[5].pts, packets[95].pts}, _clean_start_test(stream.codec_context))
+    if jumps is not None:
+        assert (None in plan) == jumps and (len(plan) < 60) == jumps
+    for start, clip, num_seg in [(0, 120, 4), (13.7, 60, 3), (41.2, 70, 5), (0, 90, 8)]:
+        window = _Window(int(start * timebase), int((start + clip - 1) * timebase), _positions(0, clip - 1, num_seg))
+        planned = _decode_planned(av.open(video), video, window, lambda rgb: rgb)
+        kept, picked, last, _ = _decode(av.open(video), video, window, False, lambda rgb: rgb)
+        plain = [picked[p] if p < kept else last for p in window.positions]
+        if planned is not None:
+            assert planned[0] == kept and all(np.array_equal(a, b) for a, b in zip(planned[1], plain))
+        rate = max(clip // num_seg, 1)  # at 30 fps the test window spans `clip` frames
+        assert np.array_equal(read_clip(video, num_seg, "test", sampling_rate=rate),
+                              paddlevideo_clip(video, num_seg, "test", sampling_rate=rate))
+
+
 def trimmed_copy(source: Path, path: Path, first_keyframe: int, cut: int) -> Path:
     """Remux from a keyframe with pts shifted so that frame `cut` shows at 0, as
     `ffmpeg -ss ... -c copy` cuts do (Kinetics clips): the MP4 gets an edit list and its
