@@ -256,3 +256,26 @@ def test_gpus_relaunches_the_same_command_under_torchrun():
     for pair in (["-o", "epochs=2"], ["-o", "seed=3"], ["--weights", "w.pdparams"], ["--amp_level", "O2"]):
         assert any(tail[i : i + 2] == pair for i in range(len(tail))), pair
     assert build_parser().parse_args(tail[1:]).override == ["epochs=2", "seed=3"]
+
+
+def test_under_torchrun_a_repeated_signal_is_the_same_request():
+    """torchrun forwards the signal its process group already delivered: each worker sees it twice.
+    Outside torchrun the second one acts at once (KeyboardInterrupt), as a user pressing Ctrl-C twice means."""
+    import os
+    import signal
+    import time
+
+    from timesformer.engine.signals import StopRequest
+
+    with StopRequest(repeated_is_one=True) as stop:
+        for _ in range(2):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the Python handler runs between the two
+    assert stop.signal_name == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+        with StopRequest() as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+            assert stop.signal_name == "SIGINT"
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)

@@ -7,6 +7,7 @@ The reference for every equality is an independent uninterrupted single-process 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -439,3 +440,33 @@ def test_the_engine_learns_a_separable_task(tmp_path):
     assert valid[-1] == 1.0 and result.best_top1 == 1.0, valid
     losses = [r["loss"] for r in records if r["event"] == "train"]
     assert losses[0] > 0.5 and losses[-1] < 0.2 * losses[0], losses  # from chance (ln 2) towards zero
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM])  # SLURM signals the job's process group
+def test_a_signal_to_a_torchrun_job_saves_a_state_that_resumes_exactly(config_file, reference_run, tmp_path, signum):
+    """SIGTERM (a scheduler) or Ctrl-C reaches torchrun and both workers (one process group); torchrun forwards it, so
+    each worker sees it twice. The step still finishes and the interrupted state is saved."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m",
+               "timesformer", "train", "-c", str(config_file), "-o", f"output_dir={tmp_path}", "-o", "epochs=1000"]  # fmt: skip
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    launcher = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                start_new_session=True)  # its own process group, as a terminal's job  # fmt: skip
+    output = []
+    try:
+        for line in launcher.stdout:
+            output.append(line)
+            if "train step:1 " in line:
+                os.killpg(launcher.pid, signum)
+                break
+        output.append(launcher.communicate(timeout=90)[0])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+    text = "".join(output)
+    assert f"stopped by {signal.Signals(signum).name}" in text, text[-3000:]
+    from timesformer.engine.state import find_resume_point
+
+    assert find_resume_point(tmp_path, NAME).progress < (2, 0), text[-3000:]
+    # Resumed in one process accumulating the same global batch: the layout does not matter.
+    run_in_process(config_file, tmp_path, ["epochs=2"], resume=True)
+    assert max_relative_difference(weights(reference_run, 2), weights(tmp_path, 2)) < 1e-4

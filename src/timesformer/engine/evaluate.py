@@ -128,7 +128,7 @@ def run_test(cfg: Config, weights: str, ctx: DistContext, log: RunLogger, amp_dt
         log.advance_bar()
         stop.raise_if_interrupted()
 
-    with StopRequest((signal.SIGINT,)) as stop:
+    with StopRequest((signal.SIGINT,), repeated_is_one=ctx.distributed) as stop:
         result = evaluate(model, loader, ctx, cfg.MODEL.runtime_cfg.test.avg_type, amp_dtype, progress)
     log.close_bar()
     for _, path, reason in result.failed:

@@ -38,9 +38,11 @@ def build_dataset(cfg: Config, split: str, seed: int):
     return dataset
 
 
-def ignore_sigint_in_worker(worker_id: int) -> None:
-    """DataLoader workers get the terminal's Ctrl-C too; only the main process may act on it."""
+def ignore_stop_signals_in_worker(worker_id: int) -> None:
+    """DataLoader workers get the terminal's Ctrl-C and the scheduler's SIGTERM too (they share the
+    process group); only the main process may act on them (workers end with it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def make_loader(dataset, batch_sampler: Sampler, cfg: Config, device: torch.device) -> DataLoader:
@@ -54,7 +56,7 @@ def make_loader(dataset, batch_sampler: Sampler, cfg: Config, device: torch.devi
         num_workers=workers,
         collate_fn=collate_samples,
         pin_memory=device.type == "cuda",
-        worker_init_fn=ignore_sigint_in_worker if workers else None,
+        worker_init_fn=ignore_stop_signals_in_worker if workers else None,
         # Augmentation depends on the (epoch, index) keys only, so keeping workers alive across
         # epochs changes nothing but the start-up time.
         persistent_workers=workers > 0,

@@ -14,17 +14,23 @@ class StopRequest:
     """`with StopRequest() as stop:` records the first SIGTERM / SIGINT in `stop.signal_name`.
 
     A second signal of the same kind acts at once (the previous handler: KeyboardInterrupt or
-    the default SIGTERM), for a process that does not reach its next safe point.
+    the default SIGTERM), for a process that does not reach its next safe point, except with
+    `repeated_is_one=True` (under torchrun): there every worker receives each signal twice, from
+    the terminal's or the scheduler's process group and again from torchrun, which forwards it
+    and kills the workers itself if they do not end in time.
     """
 
-    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)):
+    def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT),
+                 repeated_is_one: bool = False):  # fmt: skip
         self.signals = signals
+        self.repeated_is_one = repeated_is_one
         self.signal_name: str | None = None
         self._previous: dict[int, object] = {}
 
     def _handle(self, signum, frame):
-        self.signal_name = signal.Signals(signum).name
-        signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+        self.signal_name = self.signal_name or signal.Signals(signum).name
+        if not self.repeated_is_one:
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
 
     def __enter__(self) -> StopRequest:
         for signum in self.signals:

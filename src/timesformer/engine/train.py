@@ -111,7 +111,10 @@ def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: Res
     else:
         source = options.weights or cfg.MODEL.backbone.pretrained
         if source:
-            path = source if options.weights else require_file(source, "MODEL.backbone.pretrained")
+            from ..model.hub import parse_hub_id
+
+            local = options.weights or parse_hub_id(source)  # a Hub id is fetched, not a file to check
+            path = source if local else require_file(source, "MODEL.backbone.pretrained")
             left = load_weights(model, path, new_head=True)
             log.info(f"initialized from {source}" + (f" ({len(left)} tensors left at init: {', '.join(left[:4])}"
                                                       f"{', ...' if len(left) > 4 else ''})" if left else ""))
@@ -129,7 +132,7 @@ def train_model(cfg: Config, options: TrainOptions, ctx: DistContext) -> TrainRe
             if lock is not None and lock.note:
                 log.info(lock.note)
             trainer = Trainer(cfg, options, ctx, output_dir, log)
-            with StopRequest() as stop:
+            with StopRequest(repeated_is_one=ctx.distributed) as stop:
                 try:
                     return trainer.run(stop)
                 except Exception as err:
