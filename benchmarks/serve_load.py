@@ -138,9 +138,13 @@ def main() -> None:
     parser.add_argument("--max_wait_ms", type=float, default=20)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
-    sequential = args.sequential or args.requests
 
-    work = Path(tempfile.mkdtemp(prefix="serve_load_"))
+    with tempfile.TemporaryDirectory(prefix="serve_load_") as work:
+        run(Path(work), args)
+
+
+def run(work: Path, args) -> None:
+    sequential = args.sequential or args.requests
     torch.manual_seed(0)
     weights = work / f"{args.model}.safetensors"
     save_model(build_model(**MODELS[args.model]), weights)
