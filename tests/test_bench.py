@@ -263,6 +263,29 @@ def test_missing_video_is_one_line_user_error(tmp_path, capsys):
     assert err.count("\n") == 0 and str(missing) in err and "not found" in err
 
 
+@pytest.mark.parametrize("content", [b"", b"\x00" * 10, bytes(range(256)) * 40])
+def test_unreadable_video_is_one_line_user_error_before_any_work(tmp_path, capsys, content):
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(content)
+    started = time.perf_counter()
+    assert cli.main(["bench", "--preset", "tiny", "--what", "matmul,preprocess", "--videos", str(broken)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(broken) in err and "not a readable video" in err
+    assert time.perf_counter() - started < 5  # refused before the matmul ran
+
+
+def test_a_folder_of_videos_stands_for_its_videos(tmp_path, small_video):
+    folder = tmp_path / "videos"
+    (folder / "sub").mkdir(parents=True)
+    for name in ("b.mp4", "sub/a.mp4"):
+        (folder / name).write_bytes(small_video.read_bytes())
+    (folder / "notes.txt").write_text("not a video")
+    assert BenchOptions(videos=[str(folder)]).validate().videos == [str(folder / "b.mp4"), str(folder / "sub" / "a.mp4")]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no video files"):
+        BenchOptions(videos=[str(tmp_path / "empty")]).validate()
+
+
 def test_fp16_on_cpu_is_one_line_user_error(capsys):
     if torch.cuda.is_available():
         pytest.skip("fp16 is allowed on CUDA")

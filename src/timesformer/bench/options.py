@@ -21,7 +21,7 @@ PRESETS = {
 }
 MAX_REPEAT = 10_000
 MAX_BATCH = 4096
-MAX_MATMUL = 65_536
+MAX_MATMUL = 16_384  # three 1 GiB fp32 matrices
 
 
 @dataclass
@@ -69,11 +69,11 @@ class BenchOptions:
                 raise UserError(f"--peak-tflops {key}={value}: {key!r} is not one of {', '.join(PEAK_KEYS)}")
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise UserError(f"--peak-tflops {key}={value}: need a positive finite number of TFLOP/s")
-        for video in self.videos or ():
-            if not Path(video).is_file():
-                raise UserError(f"--videos {video}: file not found")
+        self.videos = expand_videos(self.videos) if self.videos else self.videos
         if self.weights is not None and not Path(self.weights).exists():
             raise UserError(f"--weights {self.weights}: file not found")
+        if self.json is not None and not Path(self.json).resolve().parent.is_dir():
+            raise UserError(f"--json {self.json}: folder {Path(self.json).resolve().parent} does not exist")
         if self.json is not None:
             taken = {str(Path(p).resolve()): flag for flag, p in [("--weights", self.weights)] if p}
             taken.update({str(Path(v).resolve()): "--videos" for v in self.videos or ()})
@@ -104,6 +104,24 @@ def parse_peak_tflops(text: str, precisions: list[str]) -> dict[str, float]:
         if not sep:
             raise UserError(f"--peak-tflops {text}: {item!r} is not PRECISION=TFLOPS")
     return peaks
+
+
+def expand_videos(paths: list[str]) -> list[str]:
+    """Files as given; a folder stands for the videos in it (recursive, sorted)."""
+    from ..data.files import find_videos
+
+    videos = []
+    for path in paths:
+        if Path(path).is_dir():
+            found = find_videos(path)
+            if not found:
+                raise UserError(f"--videos {path}: no video files in this folder")
+            videos += [str(p) for p in found]
+        elif Path(path).is_file():
+            videos.append(path)
+        else:
+            raise UserError(f"--videos {path}: file not found")
+    return videos
 
 
 def _choices(flag: str, values: list[str], allowed: tuple[str, ...]) -> None:

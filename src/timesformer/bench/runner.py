@@ -14,7 +14,7 @@ from ..devices import resolve_amp_dtype, resolve_device
 from ..model.timesformer import TimeSformerConfig
 from ..errors import UserError
 from ..utils import atomic_write_text
-from .clips import SYNTH_VIDEO, make_test_video
+from .clips import SYNTH_VIDEO, check_video, make_test_video
 from .flops import timesformer_flops
 from .loader import bench_loader
 from .machine import machine_info
@@ -36,6 +36,8 @@ assert tuple(BENCHMARKS) == WHAT  # the order they run in, and the flag's choice
 def prepare_videos(session: BenchSession) -> None:
     options = session.options
     if options.videos:
+        for video in options.videos:
+            check_video(video)  # one line naming a broken file now, not a traceback minutes later
         session.videos = [Path(v) for v in options.videos]
         return
     if not {"preprocess", "predict", "onnx", "loader"} & set(options.what):

@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each case; the median is reported (default: 5)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs of each case first (default: 2)")
     parser.add_argument("--videos", nargs="+", metavar="PATH",
-                        help="videos for preprocess/predict/onnx/loader (default: a synthetic 1280x720 10 s H.264 clip)")  # fmt: skip
+                        help="videos or folders of videos for preprocess/predict/onnx/loader (default: a synthetic 1280x720 10 s H.264 clip)")  # fmt: skip
     parser.add_argument("--predict-videos", type=int, default=16, metavar="N",
                         help="videos in the end-to-end predict folder, cycled from --videos (default: 16)")  # fmt: skip
     parser.add_argument("--workers", type=comma_list(int), default=[0, 2], metavar="0,2", help="DataLoader worker counts to try")
