@@ -52,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         from ..report import report_from_eval, write_report
 
         avg_type = cfg.MODEL.runtime_cfg.test.avg_type
-        written = write_report(report_from_eval(result, report_names, avg_type), args.report, f"{cfg.model_name}: {args.weights}")
+        report = report_from_eval(result, report_names, avg_type)
+        written = write_report(report, args.report, f"Evaluation report: {cfg.model_name}",
+                               f"weights {args.weights}, config {args.config}, test list {cfg.DATASET.test.file_path}")
         print(f"[TEST] report: {', '.join(str(p) for p in written)}")
     return 0
 

@@ -36,7 +36,7 @@ def per_class_csv(report: dict) -> str:
     return buffer.getvalue()
 
 
-def write_report(report: dict, out_dir: str | Path, title: str = "Evaluation report") -> list[Path]:
+def write_report(report: dict, out_dir: str | Path, title: str = "Evaluation report", subtitle: str = "") -> list[Path]:
     """Write the four report files into `out_dir` (each atomically); the PNG and its image in the
     page need matplotlib and are left out without it. Returns the files written."""
     from .html import render_html
@@ -50,6 +50,6 @@ def write_report(report: dict, out_dir: str | Path, title: str = "Evaluation rep
     if png is not None:
         write_png(png, out_dir / "confusion_matrix.png")
         written.append(out_dir / "confusion_matrix.png")
-    atomic_write_text(out_dir / "report.html", render_html(report, png, title))
+    atomic_write_text(out_dir / "report.html", render_html(report, png, title, subtitle))
     written.append(out_dir / "report.html")
     return written

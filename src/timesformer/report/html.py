@@ -37,6 +37,7 @@ th[data-order="desc"]::after { content: " \\25BC"; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 img { max-width: 100%; height: auto; }
 .summary span { margin-right: 2em; font-size: 1.2em; }
+.subtitle { color: #555; word-break: break-all; }
 """
 
 
@@ -46,13 +47,14 @@ def _cell(value, text: str | None = None, numeric: bool = False) -> str:
     return f'<td{css} data-value="{escape(str(value))}">{shown}</td>'
 
 
-def render_html(report: dict, confusion_png: bytes | None, title: str = "Evaluation report") -> str:
+def render_html(report: dict, confusion_png: bytes | None, title: str = "Evaluation report", subtitle: str = "") -> str:
     """The page for a `build_report` dict and the confusion matrix PNG (None: left out)."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{escape(title)}</h1>",
+        f'<p class="subtitle">{escape(subtitle)}</p>' if subtitle else "",
         '<p class="summary">'
         f'<span>top-1 <b id="top1">{report["top1"]:.4f}</b></span>'
         f'<span>top-5 <b id="top5">{report["top5"]:.4f}</b></span>'
