@@ -152,12 +152,13 @@ def test_features_explain_and_timeline(service, files, private_tmp):
         ("too_large", 413, "over the server's limit"),
         ("top_k", 400, "top_k"),
         ("stride_alone", 400, "stride needs window"),
+        ("windows", 400, "250 windows"),
         ("format", 400, "format"),
         ("route", 404, "not found"),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_problem_and_leave_no_temp_file(case, status, words, service, files, private_tmp):
-    limits = VideoLimits(max_frames=100 if case == "frames" else 100_000, max_pixels=128 * 128)
+    limits = VideoLimits(max_frames=100 if case == "frames" else 100_000, max_pixels=128 * 128, max_windows=200)
     options = ServeOptions(max_upload_mb=0.5, limits=limits)
     requests = {
         "random": lambda c: c.post("/predict", files=upload(files["random"])),
@@ -172,6 +173,7 @@ def test_bad_requests_get_a_4xx_naming_the_problem_and_leave_no_temp_file(case, 
         "too_large": lambda c: c.post("/predict", content=b"\0" * 600_000, headers={"content-type": "video/mp4"}),
         "top_k": lambda c: c.post("/predict?top_k=-3", files=upload(files["mp4"])),
         "stride_alone": lambda c: c.post("/predict?stride=2", files=upload(files["mp4"])),
+        "windows": lambda c: c.post("/predict?window=0.01&stride=0.04", files=upload(files["long"])),
         "format": lambda c: c.post("/explain?format=gif", files=upload(files["mp4"])),
         "route": lambda c: c.get("/nowhere"),
     }

@@ -133,7 +133,11 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
     async def timeline(upload: Upload, window: float, stride: float, top_k: int) -> list[dict]:
         """Windows are decoded by the predictor's own reader thread while the model thread scores them."""
         try:
-            await asyncio.get_running_loop().run_in_executor(decode_pool, service.check_video, upload.path, options.limits)
+            info = await asyncio.get_running_loop().run_in_executor(decode_pool, service.check_video, upload.path, options.limits)
+            count = info.window_count(window, stride)
+            if count > options.limits.max_windows:
+                raise ApiError(400, f"window={window:g}, stride={stride:g}: {count} windows over {info.seconds:.1f} s of video, "
+                               f"over the server's limit of {options.limits.max_windows}")  # fmt: skip
             rows = await in_model_thread(service.timeline, upload.path, window, stride, top_k, options.max_batch)
         except VideoRejected as err:
             metrics.record_video(False)

@@ -40,6 +40,7 @@ class VideoLimits:
 
     max_frames: int = 108_000  # one hour at 30 fps
     max_pixels: int = 3840 * 2160  # per frame: 4K UHD
+    max_windows: int = 10_000  # per timeline
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class VideoInfo:
     @property
     def seconds(self) -> float:
         return self.num_frames / self.fps
+
+    def window_count(self, window_s: float, stride_s: float) -> int:
+        """Windows a timeline takes along this video (at least one, as `plan_windows` does)."""
+        return max(1, math.floor((self.seconds - window_s) / stride_s + 1e-6) + 1)
 
 
 class ModelService:
