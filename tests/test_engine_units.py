@@ -28,7 +28,7 @@ from timesformer.engine.state import (
     save_state,
     state_path_for,
 )
-from timesformer.errors import CheckpointError, ConfigError
+from timesformer.errors import CheckpointError, ConfigError, UserError
 
 
 def step_sets(num_samples, global_batch, batch, world, epoch=0, seed=3, labels=None):
@@ -279,3 +279,24 @@ def test_under_torchrun_a_repeated_signal_is_the_same_request():
             assert stop.signal_name == "SIGINT"
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)
+
+
+def test_gpus_count_within_the_gpus_this_job_may_see():
+    from timesformer.commands.train import visible_gpus
+
+    assert visible_gpus("0,1", None) == ["0", "1"]
+    assert visible_gpus("0,1", "4,6,7") == ["4", "6"]  # a scheduler gave this job GPUs 4, 6 and 7
+    assert visible_gpus("2", "GPU-aaaa,GPU-bbbb,GPU-cccc") == ["GPU-cccc"]
+    for requested, visible, words in (("3", "4,6,7", r"beyond the 3 GPU\(s\)"), ("0,0", None, "twice"),
+                                      ("a", None, "expected GPU ids"), ("-1", None, "expected GPU ids")):  # fmt: skip
+        with pytest.raises(UserError, match=words):
+            visible_gpus(requested, visible)
+
+
+def test_gpus_under_torchrun_is_refused_in_one_line(monkeypatch, capsys):
+    from timesformer.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["train", "-c", "configs/demo_motion.yaml", "--gpus", "0,1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "started by torchrun" in err[0] and "--gpus 0,1" in err[0], err

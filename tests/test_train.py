@@ -470,3 +470,35 @@ def test_a_signal_to_a_torchrun_job_saves_a_state_that_resumes_exactly(config_fi
     # Resumed in one process accumulating the same global batch: the layout does not matter.
     run_in_process(config_file, tmp_path, ["epochs=2"], resume=True)
     assert max_relative_difference(weights(reference_run, 2), weights(tmp_path, 2)) < 1e-4
+
+
+def test_two_nodes_without_a_shared_disk_resume_from_rank_0s_point(config_file, reference_run, tmp_path):
+    """torchrun --nnodes 2 on localhost, each node with its own output_dir; only node 0's holds the
+    saved epoch. Rank 0 chooses the resume point and sends its state; DDP sends its weights."""
+    import socket
+
+    node0, node1 = tmp_path / "node0", tmp_path / "node1"
+    run_in_process(config_file, node0, ["epochs=1"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    nodes = [
+        subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(rank),
+                          "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port", str(port),
+                          "-m", "timesformer", "train", "-c", str(config_file), "-o", f"output_dir={out}", "--resume"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+        for rank, out in ((0, node0), (1, node1))
+    ]
+    outputs = []
+    try:
+        for node in nodes:
+            outputs.append(node.communicate(timeout=150)[0])
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(outputs)[-3000:]
+    assert f"resumed from {node0 / NAME}_epoch_00001.state.pt" in outputs[0]
+    assert "4 x 2 processes x 1 accumulation" in outputs[0]
+    assert max_relative_difference(weights(reference_run, 2), weights(node0, 2)) < 1e-4
+    assert not list(node1.glob("*.safetensors"))  # rank 1 writes nothing

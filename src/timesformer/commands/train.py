@@ -30,7 +30,8 @@ def register(sub) -> None:
     parser.add_argument("-w", "--weights", help="initial weights to fine-tune (any format load_model reads)")
     parser.add_argument("--resume", action="store_true", help="continue from the newest saved state in output_dir")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: the config's seed)")
-    parser.add_argument("--gpus", default=None, help="GPU ids, e.g. 0,1: several ids launch one process per GPU")
+    parser.add_argument("--gpus", default=None, help="GPU ids, e.g. 0,1 (counted within CUDA_VISIBLE_DEVICES when set): "
+                        "several ids launch one process per GPU with torchrun")  # fmt: skip
     parser.add_argument("--log_dir", default=None, help="where train.log and TensorBoard go (default: output_dir)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
     parser.set_defaults(func=run)
@@ -51,44 +52,46 @@ def relaunch_argv(args: argparse.Namespace) -> list[str]:
     return argv
 
 
-def launch_on_gpus(args: argparse.Namespace, gpu_ids: list[str]) -> int:
+def visible_gpus(requested: str, visible: str | None) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES entries `--gpus` asks for: ids index the GPUs this process may
+    already see (a scheduler's CUDA_VISIBLE_DEVICES), or every GPU when it is unset."""
+    from ..errors import UserError
+
+    ids = [g.strip() for g in requested.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids):
+        raise UserError(f"--gpus {requested}: expected GPU ids like 0 or 0,1,2,3")
+    if len(set(ids)) != len(ids):
+        raise UserError(f"--gpus {requested}: a GPU is named twice")
+    if visible is None or not visible.strip():
+        return ids
+    allowed = [v.strip() for v in visible.split(",") if v.strip()]
+    for g in ids:
+        if int(g) >= len(allowed):
+            raise UserError(f"--gpus {requested}: id {g} is beyond the {len(allowed)} GPU(s) this job may use "
+                            f"(CUDA_VISIBLE_DEVICES={visible}; --gpus counts from 0 within them)")  # fmt: skip
+    return [allowed[int(g)] for g in ids]
+
+
+def launch_on_gpus(args: argparse.Namespace, gpus: list[str]) -> int:
+    """torchrun with one process per GPU; it does not outlive this process."""
     import os
     import subprocess
     import sys
 
     from ..engine.distributed import torchrun_command
 
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpu_ids))
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES=",".join(gpus))
     if "--debug" in sys.argv:
         env["TIMESFORMER_DEBUG"] = "1"
-    command = torchrun_command(len(gpu_ids), relaunch_argv(args))
+    command = torchrun_command(len(gpus), relaunch_argv(args))
     print("launching:", " ".join(command), flush=True)
-    return subprocess.call(command, env=env)
-
-
-def check_run_paths(args: argparse.Namespace, cfg) -> None:
-    """Refuse a run whose outputs (logs, checkpoints) would land on its inputs (config,
-    weights, list files): e.g. `-w OUT/TimeSformer_best.safetensors` into the same OUT."""
-    import re
-    from pathlib import Path
-
-    from ..engine.state import STATE_SUFFIX, WEIGHTS_SUFFIX, best_weights_path, interrupted_weights_path, state_path_for
-    from ..errors import UserError
-    from ..utils import check_distinct_paths
-
-    out, name = cfg.output_path, cfg.model_name
-    lists = {f"DATASET.{split}.file_path": getattr(cfg.DATASET, split).file_path or None for split in ("train", "valid")}
-    inputs = {"-c": args.config, "-w": args.weights, **lists}
-    check_distinct_paths(inputs, {
-        f"{'--log_dir' if args.log_dir else 'output_dir'}'s train.log": Path(args.log_dir or out) / "train.log",
-        "output_dir's metrics.jsonl": out / "metrics.jsonl",
-        "the best checkpoint": [best_weights_path(out, name), state_path_for(best_weights_path(out, name))],
-        "the interrupted checkpoint": [interrupted_weights_path(out, name), state_path_for(interrupted_weights_path(out, name))],
-    })  # fmt: skip
-    epoch_file = re.compile(re.escape(name) + r"_epoch_\d+(" + re.escape(WEIGHTS_SUFFIX) + "|" + re.escape(STATE_SUFFIX) + ")")
-    for flag, path in inputs.items():
-        if path and epoch_file.fullmatch(Path(path).name) and Path(path).resolve().parent == out.resolve():
-            raise UserError(f"{flag} {path}: this run saves its epoch checkpoints under that name in {out}; copy it elsewhere first")
+    launcher = subprocess.Popen(command, env=env)
+    try:
+        return launcher.wait()
+    finally:
+        if launcher.poll() is None:  # we were stopped (SIGTERM to us alone): torchrun stops its workers
+            launcher.terminate()
+            launcher.wait()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,23 +101,24 @@ def run(args: argparse.Namespace) -> int:
 
     device = args.device
     if args.gpus:
-        gpu_ids = [g.strip() for g in args.gpus.split(",") if g.strip()]
-        if not gpu_ids or not all(g.isdigit() for g in gpu_ids):
-            raise UserError(f"--gpus {args.gpus}: expected GPU ids like 0 or 0,1,2,3")
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise UserError(f"--gpus {args.gpus}: this process was started by torchrun (WORLD_SIZE="
+                            f"{os.environ['WORLD_SIZE']}), which already placed the processes; leave --gpus out "
+                            f"and choose GPUs with CUDA_VISIBLE_DEVICES and --nproc-per-node")  # fmt: skip
+        gpus = visible_gpus(args.gpus, os.environ.get("CUDA_VISIBLE_DEVICES"))
         import torch
 
         if not torch.cuda.is_available():
             raise UserError(f"--gpus {args.gpus}: CUDA is not available on this machine (leave --gpus out to use the CPU)")
-        if len(gpu_ids) > 1 and "WORLD_SIZE" not in os.environ:
-            return launch_on_gpus(args, gpu_ids)
-        device = device or f"cuda:{gpu_ids[0]}"
+        if len(gpus) > 1:
+            return launch_on_gpus(args, gpus)
+        device = device or f"cuda:{args.gpus.strip()}"  # an index among the GPUs this process sees
 
     from ..engine import distributed
     from ..engine.config import load_config
     from ..engine.train import TrainOptions, train_model
 
     cfg = load_config(args.config, args.override)
-    check_run_paths(args, cfg)
     options = TrainOptions(
         validate=args.validate, amp=args.amp, amp_level=args.amp_level, weights=args.weights,
         resume=args.resume, seed=args.seed, log_dir=args.log_dir, device=device,

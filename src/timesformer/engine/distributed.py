@@ -75,6 +75,15 @@ def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     return gathered
 
 
+def broadcast_object(obj: Any, ctx: DistContext) -> Any:
+    """Rank 0's `obj` on every rank (identity in one process)."""
+    if not ctx.distributed:
+        return obj
+    holder = [obj if ctx.is_main else None]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
         dist.barrier()

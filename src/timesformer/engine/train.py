@@ -30,7 +30,15 @@ from ..model.checkpoints import load_weights, save_model
 from ..model.timesformer import build_model
 from ..utils import sha256_file
 from .config import Config, ignored_settings, require_file
-from .distributed import DistContext, RankLostError, all_reduce_sum, barrier, comm_failure_summary, is_comm_failure
+from .distributed import (
+    DistContext,
+    RankLostError,
+    all_reduce_sum,
+    barrier,
+    broadcast_object,
+    comm_failure_summary,
+    is_comm_failure,
+)
 from .evaluate import EvalResult, evaluate, topk_correct
 from .loaders import build_dataset, make_loader
 from .lock import OutputLock
@@ -99,15 +107,19 @@ def amp_settings(cfg: Config, options: TrainOptions, device: torch.device) -> tu
     return dtype, dtype == torch.float16
 
 
-def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: ResumePoint | None, log: RunLogger):
+def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: ResumePoint | None, log: RunLogger,
+                      ctx: DistContext):  # fmt: skip
     """Same init on every rank (seeded), then the resumed weights, or -w, or MODEL.backbone.pretrained.
 
-    -w replaces what `pretrained` would initialize, so `pretrained` is not needed then.
+    -w replaces what `pretrained` would initialize, so `pretrained` is not needed then. Resumed
+    weights are read by rank 0 only (the file may be on its disk alone): DDP copies rank 0's
+    parameters to every rank when it wraps the model.
     """
     torch.manual_seed(seed)
     model = build_model(**cfg.model_config())
     if resume is not None:
-        load_weights(model, resume.weights)
+        if ctx.is_main:
+            load_weights(model, resume.weights)
     else:
         source = options.weights or cfg.MODEL.backbone.pretrained
         if source:
@@ -215,7 +227,7 @@ class Trainer:
             weights = balanced_class_weights(labels, cfg.MODEL.head.num_classes)
             self.class_weights = torch.tensor(weights, dtype=torch.float32, device=device)
 
-        self.module = build_train_model(cfg, options, self.seed, resume, log).to(device)  # saved, evaluated
+        self.module = build_train_model(cfg, options, self.seed, resume, log, ctx).to(device)  # saved, evaluated
         self.model = self.module  # what runs forward/backward: the DDP wrapper when distributed
         if ctx.distributed:
             self.model = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
@@ -248,15 +260,19 @@ class Trainer:
             log.info("amp_level O2: autocast keeps fp32 master weights and casts compute, as O1 does")
 
     def find_resume_point(self) -> ResumePoint | None:
-        notes: list[str] = []
-        resume = find_resume_point(self.output_dir, self.cfg.model_name, notes)
-        for note in notes:
-            self.log.info(f"--resume: {note}")
-        if resume is None:
-            self.log.info(f"--resume: no saved training state in {self.output_dir}; starting from scratch")
-        elif notes:
-            self.log.info(f"--resume: using the newest consistent pair, {resume.state_file.name}")
-        return resume
+        """Rank 0 (which writes every checkpoint) chooses; every rank gets its choice and state, so
+        ranks on machines without a shared filesystem resume from the same point."""
+        resume = None
+        if self.ctx.is_main:
+            notes: list[str] = []
+            resume = find_resume_point(self.output_dir, self.cfg.model_name, notes)
+            for note in notes:
+                self.log.info(f"--resume: {note}")
+            if resume is None:
+                self.log.info(f"--resume: no saved training state in {self.output_dir}; starting from scratch")
+            elif notes:
+                self.log.info(f"--resume: using the newest consistent pair, {resume.state_file.name}")
+        return broadcast_object(resume, self.ctx)
 
     def lr(self, epoch: int, step: int) -> float:
         return lr_at(self.cfg.OPTIMIZER.learning_rate, self.cfg.epochs, epoch, step, self.steps_per_epoch)
