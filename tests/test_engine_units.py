@@ -246,13 +246,13 @@ def test_gpus_relaunches_the_same_command_under_torchrun():
 
     args = build_parser().parse_args(
         ["train", "-c", "c.yaml", "--gpus", "0,1", "--validate", "-o", "epochs=2", "--override", "seed=3",
-         "--resume", "-w", "w.pdparams", "--amp", "--amp_level", "O2"]
+         "--resume", "-w", "w.pdparams", "--amp", "--amp_level", "O2", "--deterministic", "--strict_fp32"]
     )  # fmt: skip
     command = torchrun_command(2, relaunch_argv(args))
     assert command[1:7] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m"]
     tail = command[7:]
     assert tail[:4] == ["timesformer", "train", "-c", "c.yaml"] and "--gpus" not in tail
-    assert {"--validate", "--resume", "--amp"} <= set(tail)
+    assert {"--validate", "--resume", "--amp", "--deterministic", "--strict_fp32"} <= set(tail)
     for pair in (["-o", "epochs=2"], ["-o", "seed=3"], ["--weights", "w.pdparams"], ["--amp_level", "O2"]):
         assert any(tail[i : i + 2] == pair for i in range(len(tail))), pair
     assert build_parser().parse_args(tail[1:]).override == ["epochs=2", "seed=3"]

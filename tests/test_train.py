@@ -502,3 +502,13 @@ def test_two_nodes_without_a_shared_disk_resume_from_rank_0s_point(config_file, 
     assert "4 x 2 processes x 1 accumulation" in outputs[0]
     assert max_relative_difference(weights(reference_run, 2), weights(node0, 2)) < 1e-4
     assert not list(node1.glob("*.safetensors"))  # rank 1 writes nothing
+
+
+def test_deterministic_mode_is_logged_and_changes_nothing_on_cpu(config_file, reference_run, tmp_path):
+    try:
+        run_in_process(config_file, tmp_path, ["epochs=1"], deterministic=True)
+        assert torch.are_deterministic_algorithms_enabled()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert "deterministic: torch deterministic algorithms" in (tmp_path / "train.log").read_text()
+    assert max_relative_difference(weights(reference_run, 1), weights(tmp_path, 1)) == 0.0

@@ -67,3 +67,35 @@ def resolve_amp_dtype(device: torch.device | str, precision: str | None) -> torc
     if dtype == torch.float16 and torch.device(device).type != "cuda":
         raise UserError(f"precision {precision}: fp16 needs a CUDA device; on CPU use bf16")
     return dtype
+
+
+def configure_math(device: torch.device, strict_fp32: bool = False, deterministic: bool = False) -> list[str]:
+    """Set how this process computes; returns one line per choice, for the run's log.
+
+    - TF32 for fp32 matrix products on CUDA (Ampere and later run them ~8x faster, with a 10-bit
+      mantissa) unless `strict_fp32`;
+    - `deterministic`: the same weights from the same run on the same device and software: torch's
+      deterministic algorithms (an op without one raises), cuBLAS's fixed workspace, no cuDNN
+      autotuning, and the math attention kernel (flash and memory-efficient attention backward
+      accumulate in a run-dependent order). It costs speed: attention alone runs ~2-4x slower on
+      GPUs. NCCL's reductions keep their order for a fixed world size and topology.
+    """
+    import os
+
+    notes = []
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = not strict_fp32
+        torch.backends.cudnn.allow_tf32 = not strict_fp32
+        notes.append("fp32 matmuls: strict fp32" if strict_fp32 else
+                     "fp32 matmuls: TF32 on CUDA (--strict_fp32 for full fp32)")  # fmt: skip
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        if device.type == "cuda":
+            torch.backends.cuda.enable_flash_sdp(False)
+            torch.backends.cuda.enable_mem_efficient_sdp(False)
+        notes.append("deterministic: torch deterministic algorithms, no cuDNN autotuning"
+                     + (", math attention (slower than flash)" if device.type == "cuda" else ""))  # fmt: skip
+    return notes

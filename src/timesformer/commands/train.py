@@ -34,6 +34,9 @@ def register(sub) -> None:
                         "several ids launch one process per GPU with torchrun")  # fmt: skip
     parser.add_argument("--log_dir", default=None, help="where train.log and TensorBoard go (default: output_dir)")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: a GPU when there is one)")
+    parser.add_argument("--strict_fp32", action="store_true", help="CUDA: full fp32 matmuls (default: TF32)")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="deterministic algorithms: the same weights on every rerun on one device (slower on GPUs)")
     parser.set_defaults(func=run)
 
 
@@ -42,7 +45,7 @@ def relaunch_argv(args: argparse.Namespace) -> list[str]:
     argv = ["train", "-c", args.config]
     for text in args.override:
         argv += ["-o", text]
-    for flag in ("validate", "amp", "resume"):
+    for flag in ("validate", "amp", "resume", "strict_fp32", "deterministic"):
         if getattr(args, flag):
             argv.append(f"--{flag}")
     for option in ("amp_level", "weights", "seed", "log_dir"):
@@ -122,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     options = TrainOptions(
         validate=args.validate, amp=args.amp, amp_level=args.amp_level, weights=args.weights,
         resume=args.resume, seed=args.seed, log_dir=args.log_dir, device=device,
+        strict_fp32=args.strict_fp32, deterministic=args.deterministic,
     )  # fmt: skip
     ctx = distributed.setup(device)
     try:

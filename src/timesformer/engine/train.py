@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from ..devices import resolve_amp_dtype
+from ..devices import configure_math, resolve_amp_dtype
 from ..errors import UserError
 from ..model.checkpoints import load_weights, save_model
 from ..model.timesformer import build_model
@@ -75,6 +75,8 @@ class TrainOptions:
     seed: int | None = None  # None: the config's seed
     log_dir: str | None = None  # train.log and TensorBoard (default: output_dir)
     device: str | None = None  # "cpu", "cuda", "cuda:1"; default: this rank's GPU if any
+    strict_fp32: bool = False  # CUDA: no TF32 for fp32 matmuls
+    deterministic: bool = False  # deterministic algorithms (slower on CUDA), see devices.configure_math
     console: bool = True  # False: log lines go to train.log only
     listener: Callable[[str, dict], None] | None = None  # sees every metrics record (the demo's progress bar)
 
@@ -200,6 +202,8 @@ class Trainer:
         if resume is not None and resume.state["seed"] != self.seed:
             log.info(f"--resume: continuing with the run's seed {resume.state['seed']} (not {self.seed}) to stay exact")
             self.seed = resume.state["seed"]
+        for note in configure_math(device, options.strict_fp32, options.deterministic):
+            log.info(note)
         for setting in ignored_settings(cfg):
             log.info(f"config: {setting} is a PaddleVideo setting with no effect here")
 
