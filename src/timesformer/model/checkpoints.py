@@ -11,7 +11,11 @@ Formats (chosen by file extension, or a directory):
   (`.npz`, JAX names).
 - Ours: `.safetensors` whose metadata key `timesformer_config` holds the model config.
 
-Nothing read from a file is ever executed.
+Each file is read into a raw name -> array dict, then converted by the `_convert_<format>`
+that its names identify (as timm's `checkpoint_filter_fn` dispatches); every value the file
+states about the architecture goes through `TimeSformerConfig`'s checks before anything is
+allocated. Fine-tuning surgery (a new head, resized embeddings, ViT -> TimeSformer) is in
+`finetune.py`. Nothing read from a file is ever executed.
 """
 
 from __future__ import annotations
@@ -25,10 +29,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..utils import atomic_path
+from .finetune import adapt_for_finetuning
 from .safe_pickle import load_numpy_pickle
 from .timesformer import TimeSformer, TimeSformerConfig
 
@@ -61,8 +65,8 @@ _TRANSFORMERS_NAMES = [
     (r"^classifier\.", "head."),
 ]
 
-# Wrappers around the model's own names: DDP, facebookresearch, PaddleVideo, transformers.
-_PREFIXES = ("module.", "model.", "backbone.", "timesformer.")
+# Wrappers around the model's own names: DDP, facebookresearch.
+_WRAPPERS = ("module.", "model.")
 
 
 @dataclass
@@ -75,41 +79,75 @@ class Checkpoint:
     source: str = ""  # which format it was read as
 
 
-def _canonical_name(name: str) -> str:
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _PREFIXES:
-            if name.startswith(prefix):
-                name, stripped = name[len(prefix) :], True
+def _strip(name: str, prefixes: tuple[str, ...]) -> str:
+    while name.startswith(prefixes):
+        name = name[len(next(p for p in prefixes if name.startswith(p))) :]
+    return name
+
+
+def _convert_ours(name: str) -> str:
+    """Ours, timm's ViT and facebookresearch's names (the latter behind `model.`)."""
+    return _strip(name, _WRAPPERS)
+
+
+def _convert_paddlevideo(name: str) -> str:
+    name = _strip(name, _WRAPPERS + ("backbone.",))
+    return "head." + name[len("head.fc.") :] if name.startswith("head.fc.") else name
+
+
+def _convert_transformers(name: str) -> str:
+    name = _strip(name, _WRAPPERS + ("timesformer.",))
     for pattern, replacement in _TRANSFORMERS_NAMES:
         name, count = re.subn(pattern, replacement, name)
         if count:
             break
-    return "head." + name[len("head.fc.") :] if name.startswith("head.fc.") else name
+    return name
 
 
-def _canonicalize(raw: dict, source: str, transpose_linear: bool = False) -> Checkpoint:
+def _name_converter(names: list[str]):
+    """The `_convert_<format>` that these names identify."""
+    stripped = [_strip(name, _WRAPPERS) for name in names]
+    if any(name.startswith(("timesformer.", "embeddings.", "encoder.layer.")) for name in stripped):
+        return _convert_transformers
+    if any(name.startswith(("backbone.", "head.fc.")) for name in stripped):
+        return _convert_paddlevideo
+    return _convert_ours
+
+
+def _canonicalize(raw: dict, source: str, path: Path, transpose_linear: bool = False) -> Checkpoint:
+    """`raw` in canonical names; values that are not arrays or names that are not weights are
+    listed as ignored, weights that are not floating point refused."""
+    convert = _name_converter([str(name) for name in raw])
     state, ignored = {}, []
     for name, value in raw.items():
         if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], np.ndarray):
             value = value[1]  # Paddle's (name, array) form
-        canonical = _canonical_name(str(name))
+        canonical = convert(str(name))
         if not isinstance(value, (np.ndarray, torch.Tensor)) or not _CANONICAL.fullmatch(canonical):
             ignored.append(str(name))
             continue
-        tensor = torch.from_numpy(np.ascontiguousarray(value)) if isinstance(value, np.ndarray) else value
+        tensor = _float_tensor(value, str(name), path)
         if transpose_linear and canonical.endswith(".weight") and tensor.ndim == 2:
             tensor = tensor.t().contiguous()  # Paddle Linear weights are [in, out]
         state[canonical] = tensor
     return Checkpoint(state, ignored=ignored, source=source)
 
 
+def _float_tensor(value: np.ndarray | torch.Tensor, name: str, path: Path) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point():
+            raise CheckpointError(f"{path}: {name}: weights must be floating point, found {value.dtype}")
+        return value
+    if value.dtype.kind != "f" or value.dtype.fields is not None:
+        raise CheckpointError(f"{path}: {name}: weights must be floating point, found numpy dtype {str(value.dtype)[:60]}")
+    return torch.from_numpy(np.ascontiguousarray(value))
+
+
 def _read_pdparams(path: Path) -> Checkpoint:
     raw = load_numpy_pickle(path)
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: expected a dict of arrays, found {type(raw).__name__}")
-    return _canonicalize(raw, "PaddlePaddle .pdparams", transpose_linear=True)
+    return _canonicalize(raw, "PaddlePaddle .pdparams", path, transpose_linear=True)
 
 
 def _torch_load(path: Path) -> object:
@@ -142,7 +180,7 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict:
 
 
 def _read_torch(path: Path) -> Checkpoint:
-    return _canonicalize(_unwrap_state_dict(_torch_load(path), path), "torch state dict")
+    return _canonicalize(_unwrap_state_dict(_torch_load(path), path), "torch state dict", path)
 
 
 def _read_safetensors(path: Path) -> Checkpoint:
@@ -155,17 +193,19 @@ def _read_safetensors(path: Path) -> Checkpoint:
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{path}: not a readable safetensors file: {err}") from None
     if CONFIG_METADATA_KEY not in metadata:
-        return _canonicalize(raw, "safetensors state dict")
+        return _canonicalize(raw, "safetensors state dict", path)
     try:
         config = json.loads(metadata[CONFIG_METADATA_KEY])
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{path}: metadata {CONFIG_METADATA_KEY} is not valid JSON ({err})") from None
-    checkpoint = _canonicalize(raw, "timesformer safetensors")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: metadata {CONFIG_METADATA_KEY} must be a JSON object, found {type(config).__name__}")
+    checkpoint = _canonicalize(raw, "timesformer safetensors", path)
     checkpoint.config = config
     return checkpoint
 
 
-def _jax_vit_to_canonical(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def _convert_jax_vit(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The original ViT release's names and layouts (as timm's `_load_weights` maps them)."""
     out = {
         "cls_token": arrays["cls"],
@@ -207,42 +247,37 @@ def _read_npz(path: Path) -> Checkpoint:
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         raise CheckpointError(f"{path}: not a readable .npz: {err}") from None
     if "Transformer/posembed_input/pos_embedding" not in arrays:
-        return _canonicalize(arrays, ".npz state dict")
+        return _canonicalize(arrays, ".npz state dict", path)
     try:
-        mapped = _jax_vit_to_canonical(arrays)
+        mapped = _convert_jax_vit(arrays)
     except KeyError as err:
         raise CheckpointError(f"{path}: original-ViT .npz without key {err.args[0]!r} (hybrid ViTs are not supported)") from None
-    checkpoint = _canonicalize(mapped, "original ViT .npz")
+    checkpoint = _canonicalize(mapped, "original ViT .npz", path)
     used = {"cls", "embedding/kernel", "embedding/bias", "head/kernel", "head/bias"}
     checkpoint.ignored = [n for n in arrays if n not in used and not n.startswith("Transformer/")]
     return checkpoint
 
 
 def _transformers_config(config: dict) -> dict:
-    """TimeSformerConfig fields from a transformers `config.json`."""
-
-    def side(value):
-        return value[0] if isinstance(value, (list, tuple)) else value
-
+    """TimeSformerConfig fields from a transformers `config.json`, values as the file has them
+    (`TimeSformerConfig` checks them)."""
     names = {
-        "image_size": ("img_size", side),
-        "patch_size": ("patch_size", side),
-        "num_channels": ("in_chans", int),
-        "num_frames": ("num_frames", int),
-        "hidden_size": ("embed_dim", int),
-        "num_hidden_layers": ("depth", int),
-        "num_attention_heads": ("num_heads", int),
-        "layer_norm_eps": ("norm_eps", float),
-        "qkv_bias": ("qkv_bias", bool),
-        "attention_type": ("attention_type", str),
+        "image_size": "img_size",
+        "patch_size": "patch_size",
+        "num_channels": "in_chans",
+        "num_frames": "num_frames",
+        "hidden_size": "embed_dim",
+        "num_hidden_layers": "depth",
+        "num_attention_heads": "num_heads",
+        "layer_norm_eps": "norm_eps",
+        "qkv_bias": "qkv_bias",
+        "attention_type": "attention_type",
     }
-    fields = {}
-    for theirs, (ours, convert) in names.items():
-        if theirs in config:
-            try:
-                fields[ours] = convert(config[theirs])
-            except (TypeError, ValueError, OverflowError, IndexError):
-                raise CheckpointError(f"config.json: {theirs} {str(config[theirs])[:60]!r} is not a {convert.__name__}") from None
+    fields = {ours: config[theirs] for theirs, ours in names.items() if theirs in config}
+    for side in ("img_size", "patch_size"):  # transformers allows [height, width]: ours are square
+        value = fields.get(side)
+        if isinstance(value, list) and len(value) == 2 and value[0] == value[1]:
+            fields[side] = value[0]
     return fields
 
 
@@ -308,9 +343,16 @@ def infer_config(state: dict[str, torch.Tensor]) -> dict:
 
     Heads cannot be read from weights: ``embed_dim // 64`` (ViT's head width) is assumed.
     """
-    for required in ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight"):
+    for required, ndim in (("cls_token", 3), ("pos_embed", 3), ("patch_embed.proj.weight", 4), ("blocks.0.attn.qkv.weight", 2),
+                           ("blocks.0.mlp.fc1.weight", 2)):  # fmt: skip
         if required not in state:
             raise CheckpointError(f"no {required!r} among the weights: not a TimeSformer or ViT checkpoint")
+        if state[required].ndim != ndim or 0 in state[required].shape:
+            raise CheckpointError(f"{required}: shape {list(state[required].shape)} is not a {ndim}-d weight")
+    if "time_embed" in state and state["time_embed"].ndim != 3:
+        raise CheckpointError(f"time_embed: shape {list(state['time_embed'].shape)} is not a 3-d weight")
+    if "head.weight" in state and state["head.weight"].ndim != 2:
+        raise CheckpointError(f"head.weight: shape {list(state['head.weight'].shape)} is not a 2-d weight")
     embed_dim = state["cls_token"].shape[-1]
     patch = state["patch_embed.proj.weight"]
     grid = round((state["pos_embed"].shape[1] - 1) ** 0.5)
@@ -370,11 +412,11 @@ def checkpoint_config(checkpoint: Checkpoint, path: str | Path, **overrides) -> 
     """The architecture: inferred from the weights, then what the file states, then `overrides`."""
     try:
         fields = infer_config(checkpoint.state)
-    except CheckpointError as err:
-        raise CheckpointError(f"{path}: {err}") from None
-    fields.update(checkpoint.config)
-    fields.update(overrides)
-    return TimeSformerConfig.from_dict(fields)
+        fields.update(checkpoint.config)
+        fields.update(overrides)
+        return TimeSformerConfig.from_dict(fields)
+    except (CheckpointError, ConfigError) as err:
+        raise type(err)(f"{path}: {err}") from None
 
 
 def model_from_checkpoint(checkpoint: Checkpoint, path: str | Path, **overrides) -> TimeSformer:
@@ -398,54 +440,16 @@ def load_model(path: str | Path, **overrides) -> TimeSformer:
     return model_from_checkpoint(read_checkpoint(path), path, **overrides).requires_grad_(False)
 
 
-def _resize_pos_grid(pos: torch.Tensor, tokens: int) -> torch.Tensor:
-    """ViT pos_embed -> `tokens` (1 + grid²) by linear interpolation of the grid, as
-    PaddleVideo's `scipy.ndimage.zoom(order=1)` does (corner-aligned)."""
-    old, new = round((pos.shape[1] - 1) ** 0.5), round((tokens - 1) ** 0.5)
-    grid = pos[:, 1:].float().reshape(1, old, old, -1).permute(0, 3, 1, 2)
-    grid = F.interpolate(grid, size=(new, new), mode="bilinear", align_corners=True)
-    return torch.cat((pos[:, :1].float(), grid.permute(0, 2, 3, 1).reshape(1, new * new, -1)), dim=1).to(pos.dtype)
-
-
-def _vit_init_state(state: dict[str, torch.Tensor], model: TimeSformer) -> tuple[dict[str, torch.Tensor], tuple]:
-    """PaddleVideo's pretrained-ViT rules: the image ViT becomes the spatial part of every block."""
-    state = dict(state)
-    expected = model.state_dict()
-    may_miss = ["time_embed"]
-    if model.config.attention_type != "space_only" or state.get("head.weight", torch.empty(0)).shape != expected["head.weight"].shape:
-        state.pop("head.weight", None)
-        state.pop("head.bias", None)
-        may_miss += ["head.weight", "head.bias"]
-    if state["pos_embed"].shape[1] != expected["pos_embed"].shape[1]:
-        state["pos_embed"] = _resize_pos_grid(state["pos_embed"], expected["pos_embed"].shape[1])
-    if model.config.attention_type == "divided_space_time":
-        for name in list(state):
-            if name.startswith("blocks.") and (".attn." in name or ".norm1." in name):
-                state[name.replace(".attn.", ".temporal_attn.").replace(".norm1.", ".temporal_norm1.")] = state[name]
-        may_miss += [name for name in expected if ".temporal_fc." in name]
-    return state, tuple(may_miss)
-
-
 def load_weights(model: TimeSformer, path: str | Path, new_head: bool = False) -> list[str]:
     """Initialize `model` from a checkpoint (fine-tuning, `-w`); returns the keys left at init.
 
     TimeSformer weights must fit exactly; with `new_head`, a classifier for another number of
-    classes (K400 weights fine-tuned on UCF101) is left at its init instead. Image ViT weights (no
-    `time_embed`, no temporal blocks) follow the pretrained-ViT rules: head dropped, pos grid
-    resized, each block's `attn`/`norm1` copied to `temporal_attn`/`temporal_norm1`,
-    `time_embed` and `temporal_fc` left at their init.
+    classes is left at its init instead; image ViT weights follow the pretrained-ViT rules
+    (see `finetune.py`).
     """
-    path = Path(path)
-    state = read_checkpoint(path).state
-    image_vit = "time_embed" not in state and not any(".temporal_" in name for name in state)
-    if image_vit and "pos_embed" in state:
-        state, may_miss = _vit_init_state(state, model)
-        return _load_exact(model, state, path, may_miss)
-    head = model.state_dict()["head.weight"]
-    if new_head and "head.weight" in state and state["head.weight"].shape[0] != head.shape[0]:
-        state = {name: value for name, value in state.items() if not name.startswith("head.")}
-        return _load_exact(model, state, path, ("head.weight", "head.bias"))
-    return _load_exact(model, state, path)
+    path = _resolve_source(path)
+    state, may_miss = adapt_for_finetuning(read_checkpoint(path).state, model, new_head)
+    return _load_exact(model, state, path, may_miss)
 
 
 def save_model(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> Path:

@@ -113,11 +113,13 @@ class TimeSformerConfig:
         """Number of weights the model will have (closed form, nothing allocated)."""
         dim, hidden, tokens = self.embed_dim, self.mlp_hidden_dim, (self.img_size // self.patch_size) ** 2
         linear = lambda fan_in, fan_out: fan_in * fan_out + fan_out  # noqa: E731
-        attention = linear(dim, 3 * dim) + linear(dim, dim)
+        attention = 3 * dim * dim + (3 * dim if self.qkv_bias else 0) + linear(dim, dim)
         block = attention + linear(dim, hidden) + linear(hidden, dim) + 4 * dim
         if self.attention_type == "divided_space_time":
             block += attention + linear(dim, dim) + 2 * dim
-        embed = self.in_chans * self.patch_size**2 * dim + dim + (tokens + 2) * dim + self.num_frames * dim
+        embed = self.in_chans * self.patch_size**2 * dim + dim + (tokens + 2) * dim
+        if self.attention_type != "space_only":
+            embed += self.num_frames * dim
         return embed + self.depth * block + 2 * dim + linear(dim, self.num_classes)
 
     def to_dict(self) -> dict:
