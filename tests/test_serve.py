@@ -366,3 +366,17 @@ def test_onnx_model_predicts_and_answers_501_for_what_needs_pytorch(onnx_service
             response = client.post(route, files=upload(files["mp4"]))
             assert response.status_code == 501 and "PyTorch" in response.json()["error"]
     assert list(private_tmp.iterdir()) == []
+
+
+def test_a_taken_port_is_one_line_before_the_model_loads(files, capsys):
+    import socket
+
+    from timesformer.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "-w", str(files["weights"]), "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"timesformer serve: error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use)"]

@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     from ..serve.app import ServeOptions, create_app
     from ..serve.gate import GateState
     from ..serve.model_service import ModelService
-    from ..serve.server import serve
+    from ..serve.server import bind, serve
 
+    sock = bind(args.host, args.port)
     service = ModelService.load(
         weights=args.weights, config=args.config, model_file=args.model_file, precision=args.precision,
         label_file=args.label_file,
@@ -103,5 +104,5 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers, token=token,
     )  # fmt: skip
     state = GateState()
-    serve(create_app(service, options, state), state, args.host, args.port)
+    serve(create_app(service, options, state), state, sock)
     return 0

@@ -6,10 +6,12 @@ none are left the server stops. A second signal stops it at once.
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import uvicorn
 
+from ..errors import UserError
 from .gate import GateState
 
 
@@ -38,6 +40,24 @@ class DrainingServer(uvicorn.Server):
             print(f"[serve] ready: http://{shown}:{port}/  (API docs: http://{shown}:{port}/docs)", flush=True)
 
 
-def serve(app, state: GateState, host: str, port: int) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, opened before the model loads: a taken port or an unknown host is
+    a one-line error at once, not after a minute of loading."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as err:
+        raise UserError(f"--host {host}: {err.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # restart at once after a stop (TIME_WAIT)
+    try:
+        sock.bind(address)
+    except OSError as err:
+        sock.close()
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({err.strerror})") from None
+    return sock
+
+
+def serve(app, state: GateState, sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=30)
-    DrainingServer(config, state).run()
+    DrainingServer(config, state).run(sockets=[sock])
