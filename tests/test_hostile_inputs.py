@@ -138,7 +138,7 @@ def test_train_refuses_outputs_on_its_inputs(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()
     lists = tmp_path / "train.list"
-    lists.write_text("a.mp4 0\n")
+    lists.write_text("a.mp4 0\n" * 64)  # more than a batch: the config's own checks pass
     base = ["train", "-c", config, "-o", f"output_dir={out}", "-o", f"DATASET.train.file_path={lists}",
             "-o", f"DATASET.valid.file_path={lists}", "-o", f"DATASET.test.file_path={lists}"]  # fmt: skip
     for name in ("TimeSformer_demo_best.safetensors", "TimeSformer_demo_epoch_00002.safetensors", "TimeSformer_demo_interrupted.state.pt"):
@@ -148,12 +148,41 @@ def test_train_refuses_outputs_on_its_inputs(tmp_path, capsys):
         assert err.startswith("timesformer train: error:") and name in err and "-w" in err
         assert weights.read_bytes() == b"previous run"
     log_list = tmp_path / "train.log"
-    log_list.write_text("a.mp4 0\n")
+    log_list.write_text("a.mp4 0\n" * 64)
     err = run_cli(capsys, *base, "-o", f"DATASET.train.file_path={log_list}", "--log_dir", tmp_path)
-    assert "--log_dir's train.log" in err and "would overwrite DATASET.train.file_path" in err
-    (out / "metrics.jsonl").write_text("a.mp4 0\n")
+    assert "train.log would overwrite DATASET.train.file_path" in err
+    (out / "metrics.jsonl").write_text("a.mp4 0\n" * 64)
     err = run_cli(capsys, *base, "-o", f"DATASET.valid.file_path={out / 'metrics.jsonl'}")
-    assert "output_dir's metrics.jsonl" in err and "would overwrite DATASET.valid.file_path" in err
+    assert "metrics.jsonl would overwrite DATASET.valid.file_path" in err
+
+
+# ---------------------------------------------------------------- flags out of range
+
+
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["data", "synth", "{tmp}/s", "--size", "100000"], "--size 100000"),
+        (["data", "synth", "{tmp}/s", "--frames", "5000", "--size", "4096"], "over 2 GiB"),
+        (["data", "synth", "{tmp}/s", "--frames", "1000000000"], "--frames 1000000000"),
+        (["data", "synth", "{tmp}/s", "--train", "10000000000000"], "--train 10000000000000"),
+        (["data", "synth", "{tmp}/s", "--noise", "nan"], "--noise nan"),
+        (["data", "synth", "{tmp}/s", "--speed", "1", "inf"], "--speed 1 inf"),
+        (["data", "synth", "{tmp}/s", "--fps", "-1"], "--fps -1"),
+        (["data", "synth", "{tmp}/s", "--workers", "100000"], "--workers 100000"),
+        (["data", "check", "{tmp}/l.txt", "--num_seg", "0"], "--num_seg 0"),
+        (["data", "check", "{tmp}/l.txt", "--num_seg", "99999999999"], "--num_seg 99999999999"),
+        (["data", "check", "{tmp}/l.txt", "--workers", "-3"], "--workers -3"),
+        (["data", "extract-frames", "{tmp}", "--out", "{tmp}/o", "--workers", "0"], "--workers 0"),
+        (["data", "download", "--links", "{tmp}/l.txt", "--out", "{tmp}/o", "--retries", "-1"], "--retries -1"),
+    ],
+)
+def test_flags_out_of_range_are_refused_before_work(tmp_path, capsys, argv, problem):
+    (tmp_path / "l.txt").write_text("http://127.0.0.1:9/a.mp4 0\n" if "download" in argv else "a.mp4 0\n")
+    (tmp_path / "v.mp4").write_bytes(b"")
+    err = run_cli(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert problem in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["l.txt", "v.mp4"]  # nothing written
 
 
 # ---------------------------------------------------------------- list files

@@ -29,11 +29,18 @@ import numpy as np
 
 from ..errors import UserError
 from ..utils import atomic_path, atomic_write_text
-from .prepare import default_workers, ordered_map
+from .prepare import check_workers, default_workers, ordered_map
 
 # Label ids and names, written to labels.txt as `id name`.
 DIRECTIONS = ("right", "left", "up", "down")
 SPLIT_CODES = {"train": 0, "val": 1}  # seeds the train and val clips apart
+
+
+# Bounds on what the flags may ask for, checked before anything is drawn.
+MAX_CLIPS = 10**7
+MAX_FRAMES = 10_000
+MAX_SIZE = 4096
+MAX_CLIP_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,7 @@ def write_motion_dataset(
 
     style = MotionStyle(frames, size, object_size, (float(speed_range[0]), float(speed_range[1])), noise, fps, colors)
     _validate(style, train, val)
+    workers = default_workers(4) if workers is None else check_workers(workers)
     out = Path(out_dir).resolve()
     start = time.perf_counter()
     jobs, lists = [], {}
@@ -159,7 +167,6 @@ def write_motion_dataset(
             lines.append(f"{path} {label}\n")
         lists[split] = lines
 
-    workers = default_workers(4) if workers is None else workers
     for _ in tqdm(ordered_map(_write_clip, jobs, workers), total=len(jobs), desc="synth clips", unit="clip", disable=not progress):
         pass
 
@@ -170,18 +177,22 @@ def write_motion_dataset(
 
 
 def _validate(style: MotionStyle, train: int, val: int) -> None:
-    if train < 0 or val < 0:
-        raise UserError(f"--train {train} / --val {val}: clip counts must be >= 0")
-    if style.frames < 2:
-        raise UserError(f"--frames {style.frames}: a motion needs at least 2 frames")
-    if style.size < 8 or style.size % 2:
-        raise UserError(f"--size {style.size}: must be an even number >= 8 (video encoders need even sizes)")
+    if not (0 <= train <= MAX_CLIPS and 0 <= val <= MAX_CLIPS):
+        raise UserError(f"--train {train} / --val {val}: clip counts must be between 0 and {MAX_CLIPS}")
+    if not 2 <= style.frames <= MAX_FRAMES:
+        raise UserError(f"--frames {style.frames}: a motion needs between 2 and {MAX_FRAMES} frames")
+    if not 8 <= style.size <= MAX_SIZE or style.size % 2:
+        raise UserError(f"--size {style.size}: must be an even number from 8 to {MAX_SIZE} (video encoders need even sizes)")
+    if style.frames * style.size**2 * 3 * 8 > MAX_CLIP_BYTES:  # a clip is drawn in float64
+        raise UserError(f"--frames {style.frames} --size {style.size}: a clip would need over {MAX_CLIP_BYTES >> 30} GiB to draw")
+    if not 0 <= style.noise <= 255:  # also refuses nan
+        raise UserError(f"--noise {style.noise}: must be between 0 and 255")
     if not 1 <= style.object_size < style.size:
         raise UserError(f"object_size {style.object_size}: must be in [1, size={style.size})")
     low, high = style.speed_range
-    if not 0 < low <= high:
-        raise UserError(f"speed_range {style.speed_range}: need 0 < low <= high (pixels per frame)")
-    if style.fps < 1:
-        raise UserError(f"fps {style.fps}: must be >= 1")
+    if not 0 < low <= high <= style.size:  # also refuses nan and inf
+        raise UserError(f"--speed {low:g} {high:g}: need 0 < MIN <= MAX <= size (pixels per frame)")
+    if not 1 <= style.fps <= 1000:
+        raise UserError(f"--fps {style.fps}: must be between 1 and 1000")
     if style.colors not in ("random", "gray"):
         raise UserError(f"colors {style.colors!r}: must be 'random' or 'gray'")

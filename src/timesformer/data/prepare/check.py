@@ -14,10 +14,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...errors import VideoReadError
+from ...errors import UserError, VideoReadError
 from ...utils import first_line
-from . import default_workers, ordered_map
+from . import check_workers, default_workers, ordered_map
 from .lists import ListEntry, read_list
+
+
+MAX_NUM_SEG = 1024  # frames per clip: TimeSformer-L reads 96
 
 
 @dataclass
@@ -79,8 +82,10 @@ def check_list(
 ) -> CheckReport:
     from tqdm import tqdm
 
+    if not 1 <= num_seg <= MAX_NUM_SEG:
+        raise UserError(f"--num_seg {num_seg}: must be between 1 and {MAX_NUM_SEG}")
     kind, entries = read_list(list_path, data_prefix, suffix)
-    workers = default_workers() if workers is None else workers
+    workers = default_workers() if workers is None else check_workers(workers)
     jobs = [(entry, kind, num_seg, full) for entry in entries]
     report = CheckReport(len(entries))
     with tqdm(total=len(jobs), desc=f"check {Path(list_path).name}", unit=kind[:-1], disable=not progress) as bar:

@@ -24,7 +24,7 @@ from pathlib import Path
 from ...errors import UserError
 from ...utils import atomic_write_text, first_line
 from ..files import VIDEO_EXTENSIONS, count_frames, find_videos
-from . import default_workers, ordered_map
+from . import check_workers, default_workers, ordered_map
 from .lists import read_list
 
 JPEG_QUALITY = 2  # FFmpeg qscale: 2 is near-lossless, 31 is worst
@@ -131,6 +131,7 @@ def extract_frames(
     from tqdm import tqdm
 
     source, out = Path(source), Path(out_dir)
+    workers = default_workers() if workers is None else check_workers(workers)
     if source.is_dir():
         entries, classes = _videos_in_folder(source)
         if not entries:
@@ -148,7 +149,6 @@ def extract_frames(
     summary = FramesSummary(out / "frames.list")
     jobs = [(video, out / frame_dir) for video, frame_dir, _ in entries]
     lines = []
-    workers = default_workers() if workers is None else workers
     results = ordered_map(_extract, jobs, workers)
     with tqdm(total=len(jobs), desc="extract frames", unit="video", disable=not progress) as bar:
         for (video, frame_dir, label), (count, error) in zip(entries, results):
