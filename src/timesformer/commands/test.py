@@ -63,11 +63,14 @@ def _report_class_names(args: argparse.Namespace, cfg) -> list[str]:
     """Refuse a report that would overwrite an input, and find the class names, before testing."""
     from pathlib import Path
 
+    from ..errors import UserError
     from ..model.hub import checkpoint_class_names
     from ..report import REPORT_FILES
     from ..report.classes import report_class_names
     from ..utils import check_distinct_paths
 
+    if Path(args.report).exists() and not Path(args.report).is_dir():
+        raise UserError(f"--report {args.report}: exists and is not a folder")
     test_list = cfg.DATASET.test.file_path
     inputs = {"-c": args.config, "-w": args.weights, "--label_file": args.label_file, "DATASET.test.file_path": test_list or None}
     check_distinct_paths(inputs, {f"--report {args.report}/": [Path(args.report) / name for name in REPORT_FILES]})

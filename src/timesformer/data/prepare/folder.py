@@ -198,6 +198,8 @@ def prepare_folder(options: FolderOptions) -> FolderSummary:
         raise UserError(f"--val {options.val} + --test {options.test} >= 1: nothing would be left to train on")
     if options.seed < 0:
         raise UserError(f"--seed {options.seed}: must be >= 0")
+    if options.workers is not None and not 1 <= options.workers <= 256:
+        raise UserError(f"--workers {options.workers}: expected 1 to 256 processes")
     root, out_dir = Path(options.root).resolve(), Path(options.out_dir).resolve()
     if out_dir == root or root in out_dir.parents:
         raise UserError(f"-o {options.out_dir} is inside ROOT {options.root}: it would be read as a class folder; "
