@@ -33,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not (args.device == "cpu" or args.device.startswith("cuda")):
         raise UserError(f"--device {args.device}: expected cpu or cuda")
+    if Path(args.workdir).exists() and not Path(args.workdir).is_dir():
+        raise UserError(f"--workdir {args.workdir}: exists and is not a folder")
     options = DemoOptions(workdir=Path(args.workdir), device=args.device, seed=args.seed, quick=args.quick,
                           config=Path(args.config) if args.config else None)  # fmt: skip
     summary = run_demo(options)
