@@ -1,21 +1,23 @@
-"""`timesformer demo`: the seed's claim on any laptop, end to end, in a few minutes.
+"""`timesformer demo`: TimeSformer's claim on any laptop, end to end, in a few minutes.
 
 A square moves right, left, up or down; one frame, or the frames without their order, cannot
 tell right from left. The demo writes such a dataset as real video files (`data synth`), trains
 TimeSformer with divided space-time attention and, as the baseline, with space-only attention
 (each frame alone, frames averaged: order-blind), tests both, exports the divided model to
-ONNX and predicts a few videos with it. Every step runs the same code as its command
-(`timesformer data synth / train / test / export / predict`); only the arguments are chosen here.
+ONNX and predicts a few videos with it. Every step calls the same Python functions as its
+command (`timesformer data synth / train / test / export / predict / plot`); only the arguments
+are chosen here.
 
-Expected: divided ≈ 1.0 top-1, space-only ≈ 0.5 (it can learn the axis, never the direction).
+Expected: divided ≈ 1.0 top-1, space-only ≈ 0.5 (it can learn the axis, never the direction);
+a run that does not show a clear gap says so and exits 1.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from importlib.util import find_spec
 from dataclasses import asdict, dataclass, field
+from importlib.util import find_spec
 from pathlib import Path
 
 from .errors import UserError
@@ -64,7 +66,7 @@ class ModelReport:
     train_seconds: float
     test_seconds: float
     weights: str
-    curve: list[dict] = field(default_factory=list)  # per epoch: epoch, val_top1, train_loss, train_top1
+    curve: list[dict] = field(default_factory=list)  # per epoch: see report.curves.read_curve
 
 
 def find_demo_config() -> Path:
