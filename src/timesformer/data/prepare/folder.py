@@ -1,7 +1,7 @@
 """`data folder ROOT -o DIR`: one sub-folder per class -> PaddleVideo lists, labels.txt, config.yaml.
 
-Each video's split comes from a hash of its path relative to ROOT and the seed, compared with
-the split fractions: the same ROOT and seed always give the same split, and videos added later
+Each video's split comes from a hash of its path relative to ROOT and `--seed`, compared with
+the split fractions: the same ROOT and `--seed` always give the same split, and videos added later
 do not move the old ones. Two fix-ups keep every class trainable and validated: a class that the
 hash leaves without a val video gives its lowest-hash video to val, and one left without a
 train video gives its highest-hash video back to train. Only such a fixed-up video can move
