@@ -99,6 +99,12 @@ def test_nothing_recorded_outside_and_maps_carry_gradients():
     with torch.no_grad(), record_attention(model) as maps:
         model(x)
     assert not maps[0]["temporal"].requires_grad
+    # A frozen model (as load_model returns it): the maps still carry gradients.
+    model.requires_grad_(False)
+    with record_attention(model) as maps:
+        logits = model(x)
+    (grad,) = torch.autograd.grad(logits[0, 0], maps[0]["temporal"])
+    assert grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("attention_type", ATTENTION_TYPES)
