@@ -240,6 +240,18 @@ def test_bom_at_the_start_of_a_list_is_not_part_of_the_first_path(tmp_path, caps
     assert read_labels(labels) == ["left", "right"]
 
 
+def test_predict_input_list_with_bom_and_bad_bytes(tmp_path):
+    from timesformer.inference.inputs import list_videos
+
+    (tmp_path / "a.mp4").write_bytes(b"")
+    listing = tmp_path / "videos.txt"
+    listing.write_bytes("\ufeffa.mp4 0\n".encode())
+    assert list_videos(listing) == [str(tmp_path / "a.mp4")]  # found beside the list, not "\ufeffa.mp4"
+    listing.write_bytes(b"a.mp4\n\xff.mp4\n")
+    with pytest.raises(UserError, match=r"videos\.txt line 2: byte 0xff is not UTF-8"):
+        list_videos(listing)
+
+
 def make_ucf101(root, class_index: bytes, trainlist: bytes):
     (root / "annotations").mkdir(parents=True)
     (root / "videos" / "Run").mkdir(parents=True)

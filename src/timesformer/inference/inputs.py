@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..data.files import VIDEO_EXTENSIONS, find_videos
+from ..data.files import VIDEO_EXTENSIONS, find_videos, read_text_lines
 from ..errors import UserError
 
 LIST_EXTENSIONS = (".txt", ".list", ".csv")
@@ -27,10 +27,7 @@ def list_videos(input_path: str | os.PathLike) -> list[str]:
     if path.suffix.lower() in LIST_EXTENSIONS:
         if not path.is_file():
             raise UserError(f"--input_file {text}: list file not found")
-        try:
-            lines = path.read_text().splitlines()
-        except UnicodeDecodeError:
-            raise UserError(f"--input_file {text}: not a text list file") from None
+        lines = read_text_lines(path, "--input_file list")  # UTF-8, a BOM dropped, no NUL
         videos = []
         for line in lines:
             if not line.strip() or line.lstrip().startswith("#"):
