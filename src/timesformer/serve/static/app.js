@@ -51,6 +51,7 @@ async function post(route, file, wantBlob = false) {
 function drawBars(prediction) {
   const list = $("bars");
   list.replaceChildren();
+  $("bars-title").textContent = "Top " + prediction.topk_class.length;
   prediction.topk_class.forEach((cls, i) => {
     const score = prediction.topk_scores[i];
     const name = prediction.topk_label ? prediction.topk_label[i] : "class " + cls;
