@@ -88,6 +88,10 @@ def make_corpus(root: Path) -> dict[str, list[Path]]:
         for packet in stream.encode():
             container.mux(packet)
 
+    from timesformer.data.prepare.frames import extract_video_frames
+
+    extract_video_frames(str(video), root / "frames")  # img_00001.jpg ...
+
     lists = root / "lists"
     lists.mkdir(exist_ok=True)
     (lists / "videos.list").write_text(f"{video} 0\n{video} 2\n")
@@ -110,6 +114,8 @@ def make_corpus(root: Path) -> dict[str, list[Path]]:
         "links": [lists / "links.txt"],
         "labels": [lists / "labels.txt"],
         "video": [video],
+        "video_to_end": [video],
+        "image": [root / "frames" / "img_00001.jpg"],
     }
 
 
@@ -202,6 +208,19 @@ def read_video(path: Path) -> None:
     read_clip(path, 4, "test")
 
 
+def read_video_to_end(path: Path) -> None:
+    from timesformer.data.prepare.check import check_entry
+    from timesformer.data.prepare.lists import ListEntry
+
+    check_entry(ListEntry(path.name, str(path), 0), "videos", num_seg=4, full=True)  # `data check`: reasons, not raises
+
+
+def read_image_file(path: Path) -> None:
+    from timesformer.data.video import read_image
+
+    read_image(path)
+
+
 READERS = {
     "checkpoint": read_checkpoint_file,
     "transformers": read_transformers_dir,
@@ -212,6 +231,8 @@ READERS = {
     "links": read_links,
     "labels": read_label_file,
     "video": read_video,
+    "video_to_end": read_video_to_end,
+    "image": read_image_file,
 }
 
 

@@ -103,5 +103,5 @@ def load_numpy_pickle(path: str | Path) -> object:
             return NumpyOnlyUnpickler(f).load()
     except pickle.UnpicklingError as err:
         raise CheckpointError(f"{path}: refused to unpickle: {err} (only numpy arrays are allowed)") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, OverflowError) as err:
         raise CheckpointError(f"{path}: not a readable PaddlePaddle pickle ({type(err).__name__}: {err})") from None
