@@ -114,39 +114,36 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     in_model_thread = _runner(model_thread)
 
+    @contextlib.contextmanager
+    def counted_as_decoded(upload: Upload):
+        """422 naming the upload (not the server's temporary file) for a video that cannot be used."""
+        try:
+            yield
+        except VideoRejected as err:
+            metrics.record_video(False)
+            raise ApiError(422, f"{upload.name}: {err}") from None
+        except VideoReadError as err:
+            metrics.record_video(False)
+            raise ApiError(422, f"{upload.name}: {err.reason}") from None
+        metrics.record_video(True)
+
     async def decoded(upload: Upload, load=service.load_clip):
         def check_and_load():
             service.check_video(upload.path, options.limits)
             return load(upload.path)
 
-        try:
-            clip = await asyncio.get_running_loop().run_in_executor(decode_pool, check_and_load)
-        except VideoRejected as err:
-            metrics.record_video(False)
-            raise ApiError(422, f"{upload.name}: {err}") from None
-        except VideoReadError as err:
-            metrics.record_video(False)
-            raise ApiError(422, f"{upload.name}: {err.reason}") from None
-        metrics.record_video(True)
-        return clip
+        with counted_as_decoded(upload):
+            return await asyncio.get_running_loop().run_in_executor(decode_pool, check_and_load)
 
     async def timeline(upload: Upload, window: float, stride: float, top_k: int) -> list[dict]:
         """Windows are decoded by the predictor's own reader thread while the model thread scores them."""
-        try:
+        with counted_as_decoded(upload):
             info = await asyncio.get_running_loop().run_in_executor(decode_pool, service.check_video, upload.path, options.limits)
             count = info.window_count(window, stride)
             if count > options.limits.max_windows:
                 raise ApiError(400, f"window={window:g}, stride={stride:g}: {count} windows over {info.seconds:.1f} s of video, "
                                f"over the server's limit of {options.limits.max_windows}")  # fmt: skip
-            rows = await in_model_thread(service.timeline, upload.path, window, stride, top_k, options.max_batch)
-        except VideoRejected as err:
-            metrics.record_video(False)
-            raise ApiError(422, f"{upload.name}: {err}") from None
-        except VideoReadError as err:
-            metrics.record_video(False)
-            raise ApiError(422, f"{upload.name}: {err.reason}") from None
-        metrics.record_video(True)
-        return rows
+            return await in_model_thread(service.timeline, upload.path, window, stride, top_k, options.max_batch)
 
     @app.get("/", include_in_schema=False)
     async def page():
