@@ -204,11 +204,12 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
 
     @contextlib.asynccontextmanager
     async def received_video(request: Request) -> AsyncIterator[Upload]:
+        multipart = _is_multipart(request)  # 415 before anything is read or written
         fd, name = tempfile.mkstemp(prefix=TEMP_PREFIX)
         path = Path(name)
         try:
             with os.fdopen(fd, "wb") as out:
-                client_name = await _receive_body(request, out)
+                client_name = await _receive_body(request, multipart, out)
             if path.stat().st_size == 0:
                 raise ApiError(400, f"{client_name}: empty upload (0 bytes)")
             # PyAV guesses some containers from the name: give the file the upload's extension.
@@ -221,27 +222,32 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
     return Gate(app, state, metrics, options.token, options.max_upload_bytes)
 
 
-async def _receive_body(request: Request, out) -> str:
-    """Write the upload into `out`; the client's file name (or "upload")."""
-    content_type = request.headers.get("content-type", "")
-    kind = content_type.partition(";")[0].strip().lower()
+def _is_multipart(request: Request) -> bool:
+    """True for a form upload, False for a raw video body; 415 for anything else."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if kind == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=16)
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                raise ApiError(400, "multipart field 'file' is missing (send the video as file=@video.mp4)")
-            while chunk := await upload.read(CHUNK):
-                out.write(chunk)
-            return Path(upload.filename or "upload").name
-        finally:
-            await form.close()
+        return True
     if kind.startswith("video/") or kind in RAW_TYPES:
+        return False
+    raise ApiError(415, f"content type {kind or 'none'}: send multipart/form-data (field 'file') or a video/* body")
+
+
+async def _receive_body(request: Request, multipart: bool, out) -> str:
+    """Write the upload into `out`; the client's file name (or "upload")."""
+    if not multipart:
         async for chunk in request.stream():
             out.write(chunk)
         return "upload"
-    shown = kind or "none"
-    raise ApiError(415, f"content type {shown}: send multipart/form-data (field 'file') or a video/* body")
+    form = await request.form(max_files=1, max_fields=16)
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ApiError(400, "multipart field 'file' is missing (send the video as file=@video.mp4)")
+        while chunk := await upload.read(CHUNK):
+            out.write(chunk)
+        return Path(upload.filename or "upload").name
+    finally:
+        await form.close()
 
 
 def _runner(executor: ThreadPoolExecutor):
