@@ -52,9 +52,9 @@ def untrained_copy(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     return build_model(**model.config.to_dict()).eval()
 
 
-def measure(workdir: Path, limit: int | None) -> dict:
+def measure(workdir: Path, weights: Path | None, limit: int | None) -> dict:
     config = load_config(find_demo_config())
-    weights = best_weights_path(workdir / "divided_space_time", config.model_name)
+    weights = weights or best_weights_path(workdir / "divided_space_time", config.model_name)
     trained, spec = load_checked_model(weights, config)
     models = {"trained": trained, "untrained": untrained_copy(trained)}
     pipeline = centre_crop_pipeline(spec)
@@ -97,10 +97,13 @@ def measure(workdir: Path, limit: int | None) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("demo_run"), help="a `timesformer demo` workdir")
+    parser.add_argument("--weights", type=Path, default=None,
+                        help="divided model to explain (default: the demo's best, WORKDIR/divided_space_time)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N validation videos")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures as JSON")
     args = parser.parse_args()
-    report = measure(args.workdir.resolve(), args.limit)
+    torch.set_num_threads(1)  # a tiny model: one thread is as fast, and fair to a shared machine
+    report = measure(args.workdir.resolve(), args.weights, args.limit)
     top1 = report["top1"]
     top1, shares = report["top1"], report["hottest_cell_on_square"]
     print(f"{report['videos']} videos, {report['frames']} frames, square found in "
