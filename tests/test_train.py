@@ -512,3 +512,18 @@ def test_deterministic_mode_is_logged_and_changes_nothing_on_cpu(config_file, re
         torch.use_deterministic_algorithms(False)
     assert "deterministic: torch deterministic algorithms" in (tmp_path / "train.log").read_text()
     assert max_relative_difference(weights(reference_run, 1), weights(tmp_path, 1)) == 0.0
+
+
+def test_a_run_that_would_overwrite_its_own_input_is_refused(config_file, reference_run, tmp_path):
+    from timesformer.errors import UserError
+
+    init = tmp_path / f"{NAME}_best.safetensors"  # -w from where this run writes its best model
+    init.write_bytes((reference_run / f"{NAME}_epoch_00001.safetensors").read_bytes())
+    with pytest.raises(UserError, match=rf"output_dir {tmp_path}/{NAME}_best.safetensors would overwrite -w") as err:
+        run_in_process(config_file, tmp_path, weights=str(init))
+    assert "\n" not in str(err.value)
+    listed = tmp_path / "train.log"  # a list file named like the run's log, in its log folder
+    listed.write_text((config_file.parent / "train.list").read_text())
+    with pytest.raises(UserError, match="would overwrite DATASET.train.file_path"):
+        run_in_process(config_file, tmp_path / "elsewhere", [f"DATASET.train.file_path={listed}"], log_dir=str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{NAME}_best.safetensors", "train.log"]  # untouched

@@ -29,6 +29,8 @@ class OutputLock:
         self._fd: int | None = None
 
     def __enter__(self) -> OutputLock:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise UserError(f"output_dir {self.folder}: a file is there, not a folder")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

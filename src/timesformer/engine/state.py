@@ -53,6 +53,13 @@ def interrupted_weights_path(output_dir: Path, model_name: str) -> Path:
     return Path(output_dir) / f"{model_name}_interrupted{WEIGHTS_SUFFIX}"
 
 
+def is_run_output(path: Path, model_name: str) -> bool:
+    """True for a file name a run of `model_name` writes in its output folder (or log folder)."""
+    name = Path(path).name
+    checkpoint = re.fullmatch(re.escape(model_name) + r"_(epoch_\d{5,}|best|interrupted)(\.safetensors|\.state\.pt)", name)
+    return bool(checkpoint) or name in ("train.log", "metrics.jsonl")
+
+
 def state_path_for(weights_path: Path) -> Path:
     """The training-state file that sits beside a weights file."""
     weights_path = Path(weights_path)

@@ -28,7 +28,7 @@ from ..devices import configure_math, resolve_amp_dtype
 from ..errors import UserError
 from ..model.checkpoints import load_weights, save_model
 from ..model.timesformer import build_model
-from ..utils import sha256_file
+from ..utils import check_distinct_paths, sha256_file
 from .config import Config, ignored_settings, require_file
 from .distributed import (
     DistContext,
@@ -53,6 +53,7 @@ from .state import (
     epoch_weights_path,
     find_resume_point,
     interrupted_weights_path,
+    is_run_output,
     restore_rng,
     save_state,
     state_path_for,
@@ -135,10 +136,23 @@ def build_train_model(cfg: Config, options: TrainOptions, seed: int, resume: Res
     return model
 
 
+def check_inputs_outside_outputs(cfg: Config, options: TrainOptions) -> None:
+    """Refuse a run whose output folder (or log folder) would overwrite one of its inputs: `-w`
+    weights, the pretrained init or a list file that is named as the run names its outputs."""
+    inputs = {"-w": options.weights, "MODEL.backbone.pretrained": cfg.MODEL.backbone.pretrained or None}
+    for split in ("train", "valid", "test"):
+        inputs[f"DATASET.{split}.file_path"] = getattr(cfg.DATASET, split).file_path or None
+    folders = {cfg.output_path.resolve(), Path(options.log_dir or cfg.output_path).resolve()}
+    outputs = {"output_dir": [Path(path) for path in inputs.values() if path is not None
+                              and Path(path).resolve().parent in folders and is_run_output(Path(path), cfg.model_name)]}  # fmt: skip
+    check_distinct_paths(inputs, outputs)
+
+
 def train_model(cfg: Config, options: TrainOptions, ctx: DistContext) -> TrainResult:
     """Train as `cfg` says; returns where the results are. Rank 0 writes every file (and holds the
     output folder's lock, taken before anything is written there)."""
     output_dir = cfg.output_path
+    check_inputs_outside_outputs(cfg, options)
     with OutputLock(output_dir) if ctx.is_main else contextlib.nullcontext() as lock:
         log = RunLogger(output_dir, options.log_dir, enabled=ctx.is_main, console=options.console,
                         listener=options.listener)  # fmt: skip
@@ -197,15 +211,17 @@ class Trainer:
         device = ctx.device
         resume = self.find_resume_point() if options.resume else None
         self.seed = options.seed if options.seed is not None else cfg.seed
-        if self.seed < 0:
-            raise UserError(f"seed {self.seed}: must be >= 0 (--seed or the config's seed)")
+        if not 0 <= self.seed < 2**63:
+            raise UserError(f"seed {self.seed}: must be between 0 and 2**63 - 1 (--seed or the config's seed)")
+        self.amp_dtype, use_scaler = amp_settings(cfg, options, device)  # refused before anything is built
         if resume is not None and resume.state["seed"] != self.seed:
             log.info(f"--resume: continuing with the run's seed {resume.state['seed']} (not {self.seed}) to stay exact")
             self.seed = resume.state["seed"]
         for note in configure_math(device, options.strict_fp32, options.deterministic):
             log.info(note)
-        for setting in ignored_settings(cfg):
-            log.info(f"config: {setting} is a PaddleVideo setting with no effect here")
+        ignored = ignored_settings(cfg)
+        if ignored:
+            log.info(f"config: PaddleVideo settings with no effect here: {', '.join(ignored)}")
 
         self.accumulation = cfg.accumulation_steps(ctx.world_size)
         self.layout = BatchLayout(cfg.DATASET.batch_size * ctx.world_size * self.accumulation,
@@ -236,7 +252,6 @@ class Trainer:
         if ctx.distributed:
             self.model = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
         self.optimizer = build_optimizer(cfg.OPTIMIZER, self.module, self.lr(0, 0))
-        self.amp_dtype, use_scaler = amp_settings(cfg, options, device)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
 
         self.epochs_done, self.steps_done, self.best_top1 = 0, 0, None

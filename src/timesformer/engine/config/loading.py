@@ -108,6 +108,7 @@ def check_bounds(text: str, source: str) -> None:
             raise ConfigError(f"{source}: the YAML expands to more than {MAX_VALUES} values (aliases repeat "
                               f"what they name); a config is far smaller")  # fmt: skip
 
+    check_flow_depth(text, source)
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
         if isinstance(event, _COLLECTION_START):
             if len(open_sizes) >= MAX_DEPTH:
@@ -131,6 +132,29 @@ def check_bounds(text: str, source: str) -> None:
                 raise ConfigError(f"{source} (line {event.start_mark.line + 1}): alias *{cut(event.anchor)} "
                                   f"refers to a collection that contains it")  # fmt: skip
             add(sizes.get(event.anchor, 1))
+
+
+def check_flow_depth(text: str, source: str) -> None:
+    """Refuse `[` / `{` nested over MAX_DEPTH, counted outside quotes and comments in one pass over
+    the text: PyYAML's scanner spends time quadratic in that depth before it emits an event."""
+    depth, quote, comment, line = 0, "", False, 1
+    for char in text:
+        if char == "\n":
+            line, comment = line + 1, False
+        elif comment:
+            continue
+        elif quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            comment = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError(f"{source} (line {line}): nested more than {MAX_DEPTH} levels deep")
+        elif char in "]}":
+            depth = max(depth - 1, 0)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
