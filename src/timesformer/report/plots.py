@@ -46,7 +46,7 @@ def confusion_png(matrix: Sequence[Sequence[int]], class_names: Sequence[str], m
     normalized = np.divide(counts, support, out=np.zeros(counts.shape), where=support > 0)
     k = len(shown)
     side = min(22.0, max(4.5, 0.16 * k + 2.5))
-    font = max(4.0, min(10.0, 380.0 / max(k, 1)))
+    font = max(5.5, min(10.0, 380.0 / max(k, 1)))  # 5.5 pt fits a 0.16 inch row
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
     image = ax.imshow(normalized, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest")
     names = [class_names[i] for i in shown]
