@@ -300,3 +300,30 @@ def test_gpus_under_torchrun_is_refused_in_one_line(monkeypatch, capsys):
     assert main(["train", "-c", "configs/demo_motion.yaml", "--gpus", "0,1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "started by torchrun" in err[0] and "--gpus 0,1" in err[0], err
+
+
+def test_device_per_rank_is_checked_against_the_visible_gpus(monkeypatch):
+    from timesformer.devices import resolve_amp_dtype, resolve_device
+
+    assert resolve_device(None) == resolve_device("auto") == torch.device("cpu")  # no GPU on this machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    with pytest.raises(UserError, match="local rank 3: only 2 GPUs are visible"):
+        resolve_device("cuda", local_rank=3)
+    with pytest.raises(UserError, match=r"only 2 GPU\(s\) visible"):
+        resolve_device("cuda:5")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # srun --gpus-per-task=1
+    assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 0)
+    for name in ("tpu", "cuda:x", "", None):
+        if name:
+            with pytest.raises(UserError):
+                resolve_device(name)
+    # The one fp16 policy: refused on a CPU wherever it is asked for.
+    assert resolve_amp_dtype("cuda", "fp16") == torch.float16 == resolve_amp_dtype("cuda:0", "float16")
+    assert resolve_amp_dtype("cpu", "bf16") == torch.bfloat16 and resolve_amp_dtype("cpu", None) is None
+    for precision in ("fp16", "float16"):
+        with pytest.raises(UserError, match="fp16 needs a CUDA device; on CPU use bf16"):
+            resolve_amp_dtype("cpu", precision)
+    with pytest.raises(UserError, match="use fp32, bf16 or fp16"):
+        resolve_amp_dtype("cpu", "int8")
