@@ -82,3 +82,22 @@ def test_page_shows_top5_overlay_timeline_and_errors(browser, tmp_path):
         file_input.send_keys(str(notes))
         error = wait.until(lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").is_displayed() else None)
         assert "notes.txt" in error.text and "not a video" in error.text
+
+
+def test_page_asks_for_the_token(browser, tmp_path):
+    torch.manual_seed(0)
+    save_model(build_model(**TINY), tmp_path / "tiny.safetensors")
+    clip = good_mp4(tmp_path / "square.mp4", frames=24, size=(48, 40), seed=1)
+    service = ModelService.load(weights=tmp_path / "tiny.safetensors")
+    with ThreadedServer(create_app(service, ServeOptions(token="s3cret"))) as url:
+        browser.get(url + "/")
+        browser.execute_script("sessionStorage.clear()")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: "classes" in d.find_element(By.ID, "model").text)  # /healthz needs no token
+        browser.find_element(By.ID, "file-input").send_keys(str(clip))
+        wait.until(lambda d: d.find_element(By.ID, "token-box").is_displayed())
+        assert "token" in browser.find_element(By.ID, "error").text
+        browser.find_element(By.ID, "token").send_keys("s3cret")
+        browser.find_element(By.ID, "token-save").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 5)
+        assert not browser.find_element(By.ID, "error").is_displayed()
