@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from tqdm import tqdm
 
 from ...errors import UserError
 from ...utils import atomic_write_text, check_distinct_paths
@@ -214,7 +215,9 @@ def prepare_folder(options: FolderOptions) -> FolderSummary:
     classes, skipped = scan_classes(root)
     videos = [v for paths in classes.values() for v in paths]
     workers = options.workers if options.workers is not None else default_workers()
-    reasons = dict(zip(videos, ordered_map(check_video, videos, workers if len(videos) >= 16 else 1)))
+    checks = ordered_map(check_video, videos, workers if len(videos) >= 16 else 1)
+    reasons = dict(zip(videos, tqdm(checks, total=len(videos), desc="checking videos", unit="video", leave=False,
+                                    disable=len(videos) < 100)))  # fmt: skip
     skipped += [(str(v), r) for v, r in reasons.items() if r]
 
     names = sorted(classes)
