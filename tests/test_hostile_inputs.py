@@ -364,3 +364,76 @@ def test_video_asking_for_huge_frames_is_refused_before_decoding(tmp_path):
         read_clip(path, 8, "test")
     assert time.perf_counter() - started < 2
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: no 200 MB frame was made
+
+
+# ---------------------------------------------------------------- absurd checkpoints, through the CLI
+
+CLI_LOOP = """
+import contextlib, io, json, resource, sys, time
+resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+from timesformer.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except BaseException as exc:  # what the test is looking for
+            code, err = -1, io.StringIO(f"{type(exc).__name__}: {exc}")
+    results.append([code, err.getvalue(), time.perf_counter() - started])
+print(json.dumps(results))
+"""
+
+
+def test_absurd_checkpoints_are_refused_in_one_line(tmp_path):
+    """Files that ask for absurd sizes or carry the wrong types (config metadata, arrays),
+    read by `convert` in one process under a 4 GiB address-space limit: one line each, in
+    seconds, nothing written."""
+    import json
+    import pickle
+    import subprocess
+    import sys
+
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from timesformer import build_model, save_model
+
+    model = build_model(img_size=32, patch_size=16, embed_dim=32, depth=1, num_heads=2, num_frames=2, num_classes=3)
+    good = save_model(model, tmp_path / "good.safetensors")
+    with safe_open(str(good), "pt") as f:
+        metadata, state = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    config = json.loads(metadata["timesformer_config"])
+    files = []
+    for name, change in {"depth": 10**9, "num_heads": 0, "norm_eps": float("nan"), "embed_dim": "32",
+                         "num_frames": 10**8, "num_classes": 10**12}.items():  # fmt: skip
+        path = tmp_path / f"{name}.safetensors"
+        save_file(state, str(path), metadata=dict(metadata, timesformer_config=json.dumps(dict(config, **{name: change}))))
+        files.append(path)
+    path = tmp_path / "list.safetensors"
+    save_file(state, str(path), metadata=dict(metadata, timesformer_config="[1, 2]"))
+    files.append(path)
+    np.savez(tmp_path / "strings.npz", **{"patch_embed.proj.weight": np.array(["a", "b"])})
+    np.savez(tmp_path / "structured.npz", cls_token=np.zeros(3, dtype=[("a", "f4"), ("b", "i4")]))
+    files += [tmp_path / "strings.npz", tmp_path / "structured.npz"]
+
+    class HugeArray:  # pickled as numpy pickles arrays, claiming 10^7 x 10^7 float32 with 16 bytes of data
+        def __reduce__(self):
+            from numpy._core.multiarray import _reconstruct
+
+            return (_reconstruct, (np.ndarray, (0,), b"b"), (1, (10**7, 10**7), np.dtype("float32"), False, b"\0" * 16))
+
+    with open(tmp_path / "huge.pdparams", "wb") as f:
+        pickle.dump({"patch_embed.proj.weight": HugeArray()}, f, protocol=2)
+    files.append(tmp_path / "huge.pdparams")
+
+    argvs = [["convert", str(path), str(tmp_path / "out" / f"{path.stem}.safetensors")] for path in files]
+    done = subprocess.run([sys.executable, "-c", CLI_LOOP, json.dumps(argvs)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for path, (code, err, seconds) in zip(files, json.loads(done.stdout.strip().splitlines()[-1])):
+        lines = [line for line in err.strip().splitlines() if line]
+        assert code == 1 and len(lines) == 1 and path.name in lines[0], (path.name, err[-500:])
+        assert seconds < 10, (path.name, seconds)
+    assert not (tmp_path / "out").exists()
