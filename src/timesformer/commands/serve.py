@@ -36,8 +36,9 @@ def register(sub) -> None:
     parser.add_argument("--workers", type=int, default=2, help="threads decoding uploads (default: 2)")
     parser.add_argument("--token", help=f"require 'Authorization: Bearer TOKEN' (default: ${TOKEN_ENV}; "
                         "prefer the variable, a flag shows in the process list)")  # fmt: skip
-    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                        help="PyTorch autocast precision (bf16 on CPU with AVX512-BF16 or AMX; fp16 on GPU)")  # fmt: skip
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                        help="PyTorch autocast precision; auto: bf16 where the device computes it natively, else fp32 "
+                        "(default: auto)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -47,7 +48,7 @@ def check_arguments(args: argparse.Namespace) -> str | None:
         raise UserError("give either -w/--weights (a checkpoint, PyTorch) or --model_file (an exported ONNX model)")
     if args.config and args.model_file:
         raise UserError("-c/--config goes with -w; an ONNX model carries its own description")
-    if args.model_file and args.precision != "fp32":
+    if args.model_file and args.precision not in ("auto", "fp32"):
         raise UserError(f"--precision {args.precision}: ONNX Runtime runs the exported fp32 model; drop the flag or use -w")
     files = (("-w/--weights", args.weights), ("-c/--config", args.config), ("--model_file", args.model_file),
              ("--label_file", args.label_file))  # fmt: skip
