@@ -5,8 +5,8 @@ upload a text file and read the error message."""
 
 from __future__ import annotations
 
+import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,13 +35,15 @@ from timesformer.serve import ModelService, ServeOptions, create_app  # noqa: E4
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(tmp_path_factory):
+    # Chromium leaves its singleton socket folder in TMPDIR: keep it in pytest's temporary tree.
+    env = {**os.environ, "TMPDIR": str(tmp_path_factory.mktemp("chromium"))}
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--window-size=1100,900"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER))
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=DRIVER, env=env))
     yield driver
     driver.quit()
 
