@@ -296,7 +296,7 @@ def test_concurrent_requests_are_batched_and_score_as_alone(service, files):
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(files, tmp_path):
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "timesformer", "serve", "-w", str(files["weights"]), "--port", "0",
-               "--max_wait_ms", "2500"]  # fmt: skip
+               "--max_wait_ms", "5000"]  # fmt: skip  (the request waits in the queue while the test signals)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         line = process.stdout.readline()
@@ -310,9 +310,11 @@ def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(files, tmp_pat
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             process.send_signal(signal.SIGTERM)
-            time.sleep(0.3)
-            refused = httpx.get(f"{url}/labels", timeout=10)
+            deadline = time.monotonic() + 4  # the signal is handled between two steps of the event loop
+            while (refused := httpx.get(f"{url}/labels", timeout=10)).status_code == 200 and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
+            assert not in_flight.done()
             finished = in_flight.result()
         assert finished.status_code == 200 and len(finished.json()["topk_class"]) == 5
         assert process.wait(timeout=20) == 0
