@@ -180,6 +180,7 @@ def _run_stream(args: argparse.Namespace, predictor, top_k: int) -> int:
     import contextlib
 
     made, dropped = 0, 0
+    print(f"[predict] reading {args.stream} (Ctrl-C ends)", file=sys.stderr)
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(open(args.json, "a", encoding="utf-8")) if args.json else None
         try:

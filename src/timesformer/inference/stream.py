@@ -26,6 +26,7 @@ from .windows import Window, sampled_frames
 
 DEFAULT_FPS = 25.0  # a live source that states no frame rate (rare: raw pipes)
 PROBE_SECONDS = 0.5  # of stream read to find its format before decoding starts
+OPEN_TIMEOUT_SECONDS = 10.0  # a URL that sends nothing for this long is an error
 
 
 @dataclass
@@ -55,8 +56,11 @@ def open_source(source) -> av.container.InputContainer:
         # FFmpeg reads 5 s of a stream before the first frame by default; a live source cannot wait.
         options = {"analyzeduration": str(int(PROBE_SECONDS * 1e6)), "probesize": "1000000"}
         if isinstance(source, str) and "://" in source:
-            return av.open(source, mode="r", options=options, timeout=(10.0, 30.0))
+            # PyAV holds the GIL while FFmpeg opens a URL, so Ctrl-C waits for the open's timeout.
+            return av.open(source, mode="r", options=options, timeout=(OPEN_TIMEOUT_SECONDS, 30.0))
         return av.open(source, mode="r", options=options)
+    except av.ExitError:  # Ctrl-C while FFmpeg waited for the source
+        raise KeyboardInterrupt from None
     except (av.FFmpegError, OSError, EOFError) as err:
         raise UserError(f"--stream {source}: cannot open ({first_line(err)})") from None
 
@@ -108,33 +112,34 @@ class _Slot:
             return item, dropped
 
 
-def _read(container, window_s: float, every_s: float, num_seg: int, slot: _Slot, stop: threading.Event) -> None:
+def _read(container, source, window_s: float, every_s: float, num_seg: int, slot: _Slot, stop: threading.Event) -> None:
     """Decode the stream; hand each window to `slot` when its last sampled frame arrives."""
     try:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FPS)
-        open_windows: list[tuple[Window, dict[int, np.ndarray]]] = []
-        k = 0
-        for index, frame in enumerate(container.decode(stream)):
-            if stop.is_set():
-                break
-            while math.ceil(k * every_s * fps - 1e-6) <= index:
-                first = math.ceil(k * every_s * fps - 1e-6)
-                span = Window(k * every_s, k * every_s + window_s, sampled_frames(first, window_s, fps, num_seg))
-                open_windows.append((span, {}))
-                k += 1
-            rgb = None
-            for span, held in open_windows:
-                if index in span.frames:
-                    rgb = rgb if rgb is not None else frame.to_ndarray(format="rgb24")
-                    held[index] = rgb
-            while open_windows and open_windows[0][0].frames[-1] <= index:
-                span, held = open_windows.pop(0)
-                slot.put((span, [held[i] for i in span.frames], time.monotonic()))
+        with container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FPS)
+            open_windows: list[tuple[Window, dict[int, np.ndarray]]] = []
+            k = 0
+            for index, frame in enumerate(container.decode(stream)):
+                if stop.is_set():
+                    break
+                while math.ceil(k * every_s * fps - 1e-6) <= index:
+                    first = math.ceil(k * every_s * fps - 1e-6)
+                    span = Window(k * every_s, k * every_s + window_s, sampled_frames(first, window_s, fps, num_seg))
+                    open_windows.append((span, {}))
+                    k += 1
+                rgb = None
+                for span, held in open_windows:
+                    if index in span.frames:
+                        rgb = rgb if rgb is not None else frame.to_ndarray(format="rgb24")
+                        held[index] = rgb
+                while open_windows and open_windows[0][0].frames[-1] <= index:
+                    span, held = open_windows.pop(0)
+                    slot.put((span, [held[i] for i in span.frames], time.monotonic()))
         slot.finish()
     except (av.FFmpegError, OSError, EOFError) as err:
-        slot.finish(UserError(f"--stream: the stream broke off ({first_line(err)})"))
-    except BaseException as err:  # a bug: raised in the consumer, not lost in this thread
+        slot.finish(UserError(f"--stream {source}: the stream broke off ({first_line(err)})"))
+    except BaseException as err:  # a UserError, or a bug: raised in the consumer, not lost in this thread
         slot.finish(err)
 
 
@@ -155,8 +160,9 @@ def stream_predictions(
         raise UserError(f"--stream {source}: no video stream")
     slot, stop = _Slot(), threading.Event()
     reader = threading.Thread(
-        target=_read, args=(container, window, every, predictor.spec.num_seg, slot, stop), name="stream-reader", daemon=True
-    )
+        target=_read, args=(container, source, window, every, predictor.spec.num_seg, slot, stop), name="stream-reader",
+        daemon=True,
+    )  # fmt: skip
     reader.start()
     try:
         while (taken := slot.take()) is not None:
@@ -167,7 +173,4 @@ def stream_predictions(
                 span.start_s, span.end_s, classes, scores, labels, time.monotonic() - arrived, dropped, time.time()
             )
     finally:
-        stop.set()
-        reader.join(timeout=2.0)
-        if not reader.is_alive():
-            container.close()
+        stop.set()  # the reader stops at its next frame; one blocked on a silent source is a daemon thread
