@@ -7,7 +7,9 @@ the square. For every validation video and every method, this takes the model's 
 the frame (halfway between the background's median and the square's level, the 99th
 percentile: the square is ~3.5% of a 32x32 frame), marks the patch cells the square touches,
 and counts the frames whose hottest map cell is one of them. Chance is the mean share of
-cells the square touches.
+cells the square touches. Two more columns: the same for an untrained model of the same
+architecture (a sanity check), and the frames whose hottest cell lies on the square's path
+(a cell the square touches in any frame of the clip).
 
     timesformer demo --workdir demo_run          # trains the model, writes the videos
     python benchmarks/explain_honesty.py --workdir demo_run [--json FILE]
@@ -61,6 +63,7 @@ def measure(workdir: Path, weights: Path | None, limit: int | None) -> dict:
     videos = [line.split() for line in (workdir / "data" / "val.list").read_text().splitlines() if line.strip()]
     videos = videos[:limit] if limit else videos
     hits = {name: {method: 0 for method in METHODS} for name in models}
+    on_path = {method: 0 for method in METHODS}  # demo model: on a cell the square touches in any frame
     seconds = {method: 0.0 for method in METHODS}
     correct = {name: 0 for name in models}
     frames_total, chance, squares_found = 0, 0.0, 0
@@ -79,6 +82,8 @@ def measure(workdir: Path, weights: Path | None, limit: int | None) -> dict:
                     seconds[method] += time.perf_counter() - tick
                 hottest = result.relevance.reshape(frames, -1).argmax(axis=1)
                 hits[name][method] += int(cells.reshape(frames, -1)[np.arange(frames), hottest].sum())
+                if name == "trained":
+                    on_path[method] += int(cells.reshape(frames, -1).any(axis=0)[hottest].sum())
             correct[name] += int(result.predicted == int(label))
     return {
         "weights": str(weights),
@@ -88,6 +93,7 @@ def measure(workdir: Path, weights: Path | None, limit: int | None) -> dict:
         "top1": {name: correct[name] / len(videos) for name in models},
         "chance": chance / frames_total,
         "hottest_cell_on_square": {name: {m: hits[name][m] / frames_total for m in METHODS} for name in models},
+        "hottest_cell_on_path": {m: on_path[m] / frames_total for m in METHODS},
         "ms_per_video": {method: 1000 * seconds[method] / len(videos) for method in METHODS},
         "cpu": cpu_info().model_name,
         "torch_threads": torch.get_num_threads(),
@@ -109,11 +115,12 @@ def main() -> None:
     print(f"{report['videos']} videos, {report['frames']} frames, square found in "
           f"{report['frames_with_square_found']}; top-1: demo model {top1['trained']:.3f}, "
           f"untrained {top1['untrained']:.3f}")  # fmt: skip
-    print("| map | hottest cell on the square: demo model | same architecture, untrained |")
-    print("| --- | --- | --- |")
-    print(f"| chance (share of cells the square touches) | {report['chance']:.3f} | {report['chance']:.3f} |")
+    path = report["hottest_cell_on_path"]
+    print("| map | hottest cell on the square: demo model | same, untrained | demo model: on the square's path |")
+    print("| --- | --- | --- | --- |")
+    print(f"| chance (share of cells the square touches) | {report['chance']:.3f} | {report['chance']:.3f} | |")
     for method in METHODS:
-        print(f"| `{method}` | {shares['trained'][method]:.3f} | {shares['untrained'][method]:.3f} |")
+        print(f"| `{method}` | {shares['trained'][method]:.3f} | {shares['untrained'][method]:.3f} | {path[method]:.3f} |")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
