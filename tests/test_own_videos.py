@@ -26,7 +26,7 @@ def own_videos(tmp_path_factory) -> Path:
     return work
 
 
-def test_folder_to_report_and_onnx(own_videos: Path, tmp_path: Path, capsys):
+def test_folder_to_fine_tuned_model_report_and_curves(own_videos: Path, tmp_path: Path, capsys):
     torch.manual_seed(0)
     four_class = build_model(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2, num_frames=8, num_classes=4)
     checkpoint = save_model(four_class, tmp_path / "four_class.safetensors")
