@@ -1,5 +1,6 @@
-"""`timesformer explain`: maps against transformers (`last`) and against the explicit products
-of full token-mixing matrices (`rollout`, `grad`); the command's files and its errors."""
+"""`timesformer explain`: maps against transformers (`last`), against the explicit products
+of full token-mixing matrices (`rollout`, `grad`), against Integrated Gradients' definition
+over the patch tokens and its completeness (`ig`); the command's files and its errors."""
 
 from __future__ import annotations
 
@@ -138,6 +139,63 @@ def test_grad_explains_the_target_class():
     assert not np.allclose(targeted.relevance, predicted.relevance)
 
 
+def _token_space_ig(model, x: torch.Tensor, target: int, steps: int) -> torch.Tensor:
+    """Integrated Gradients over the patch tokens ``W x_patch`` (conv bias, position and time
+    embedding kept), from the definition: one forward per path point, the tokens swapped in by a
+    hook on the patch embedding. ``[T, N]``, float64."""
+    bias = model.patch_embed.proj.bias
+    with torch.no_grad():
+        content = model.patch_embed(x)[0] - bias  # [T, N, D], frame-major
+    gradient_sum = torch.zeros_like(content, dtype=torch.float64)
+    for k in range(steps):
+        tokens = (bias + (k + 0.5) / steps * content).detach().requires_grad_(True)
+        handle = model.patch_embed.register_forward_hook(lambda module, args, out: (tokens, *out[1:]))
+        try:
+            logit = model(x)[0, target]
+        finally:
+            handle.remove()
+        gradient_sum += torch.autograd.grad(logit, tokens)[0].double()
+    return (content.double() * gradient_sum / steps).sum(-1)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_ig_equals_token_space_definition_and_is_complete(attention_type):
+    from timesformer.inference.explain import integrated_gradients
+
+    model, clip = _tiny_model(attention_type), _clip()
+    clip[:, 2, 8:16, 24:32] = 0.0  # patch (row 1, col 3) of frame 2 is the baseline itself
+    x = clip[None]
+    with torch.no_grad():
+        logits, baseline_logits = model(x)[0], model(torch.zeros_like(x))[0]
+    other = (int(logits.argmax()) + 1) % 5  # not the predicted class: the target is honoured
+    signed = integrated_gradients(model, x, other, PATCH, steps=4)
+    expected = _token_space_ig(model, x, other, steps=4)
+    np.testing.assert_allclose(signed.reshape(T, N).numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+    # Completeness (Sundararajan et al. 2017): the attributions add up to f(x) - f(baseline);
+    # with 64 path points the midpoint rule's error is well under 1%.
+    signed = integrated_gradients(model, x, other, PATCH, steps=64)
+    gap = float(logits[other] - baseline_logits[other])
+    assert abs(float(signed.sum()) - gap) < 0.01 * abs(gap), (float(signed.sum()), gap)
+    # A patch equal to the baseline contributes nothing; the others do.
+    assert float(signed[2, 1, 3]) == 0.0 and np.count_nonzero(signed.numpy()) == T * N - 1
+
+
+def test_ig_map_is_the_positive_part_for_the_target(monkeypatch):
+    from timesformer.inference import explain as explain_module
+    from timesformer.inference.explain import integrated_gradients
+
+    monkeypatch.setattr(explain_module, "IG_STEPS", 4)  # the step count is not what this tests
+    model, clip = _tiny_model("divided_space_time"), _clip()
+    predicted = explain(model, clip, method="ig")
+    other = (predicted.predicted + 1) % 5
+    targeted = explain(model, clip, method="ig", target=other)
+    assert predicted.target == predicted.predicted and targeted.target == other
+    for result in (predicted, targeted):
+        signed = integrated_gradients(model, clip[None], result.target, PATCH, steps=4)
+        np.testing.assert_allclose(result.relevance, signed.clamp(min=0).numpy(), rtol=1e-6, atol=1e-9)
+    assert not np.allclose(targeted.relevance, predicted.relevance)
+
+
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
 def test_last_equals_transformers_output_attentions(tmp_path, attention_type):
     from test_model import _transformers_model
@@ -191,6 +249,16 @@ def test_command_writes_maps_strip_and_video(made, tmp_path, capsys):
         decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     assert len(decoded) == 8 and min(decoded[0].shape[:2]) >= 256  # 32 px upscaled to be seen
     assert sorted(p.name for p in out.iterdir()) == ["clip_attention.mp4", "clip_attention.npy", "clip_attention.png"]
+
+
+def test_command_ig_takes_a_target(made, tmp_path, capsys):
+    root, weights, video = made
+    out = tmp_path / "maps"
+    args = ["explain", "-w", str(weights), "-i", str(video), "-o", str(out), "--method", "ig", "--target", "3"]
+    assert main(args) == 0
+    assert "ig map of class 3" in capsys.readouterr().out
+    maps = np.load(out / "clip_attention.npy")
+    assert maps.shape == (8, 4, 4) and maps.min() >= 0.0 and maps.max() == 1.0
 
 
 @pytest.mark.parametrize("case", ["missing", "folder", "random_bytes", "target_high", "target_negative",

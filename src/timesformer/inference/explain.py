@@ -4,8 +4,9 @@
     result = explain(model, clip, method="rollout")   # clip [3, T, H, W], the model's input
     result.maps                                        # float32 [T, h, w], each frame in [0, 1]
 
-Three methods, all read from the attention probabilities `record_attention` takes from the
-same model (an explicit softmax while recording, the same logits as the fast path):
+Three methods read the attention probabilities `record_attention` takes from the same model
+(an explicit softmax while recording, the same logits as the fast path); the fourth, ``ig``,
+reads only gradients with respect to the input:
 
 - ``last``: the cls token's attention over the patches in the last block, averaged over the
   heads (divided / space-only: the cls row of each frame's spatial attention; joint: the cls
@@ -24,6 +25,16 @@ same model (an explicit softmax while recording, the same logits as the fast pat
   the relevance ``R = I`` updated ``R = R + A_bar @ R`` step by step (the same token-mixing
   layout as rollout, cls row of the spatial step averaged over frames); the map is R's cls
   row over the patch tokens. Class-specific: `target` (default the predicted class).
+- ``ig``, Integrated Gradients (Sundararajan et al. 2017) with the all-zero clip as baseline
+  (zero after normalization: every pixel the normalization mean, a clip with no content):
+  for the target class's logit ``f``, pixel i's attribution is
+  ``x_i * (1/m) * sum_k df/dx_i(a_k * x)``, ``a_k = (k - 1/2) / m``, ``k = 1..m``
+  (``m = IG_STEPS = 32``, the midpoint rule of the path integral from the baseline to x);
+  a patch's attribution is the sum over its pixels and colour channels. Because the patch
+  embedding is linear, this is exactly IG over the patch tokens ``W x_patch`` (their bias, the
+  position and the time embedding kept in the baseline). Completeness: the attributions of all
+  patches add up to ``f(x) - f(0)`` (up to the midpoint rule's error). The map is the positive
+  part (evidence for the class). Class-specific: `target` (default the predicted class).
 
 Only the cls row of each product is needed, so it is carried as a row vector from the last
 step to the first (``r = e_cls``; ``r = r @ M`` per step): ``O(L^2)`` per step, never the
@@ -40,7 +51,10 @@ from torch import nn
 
 from ..errors import UserError
 
-METHODS = ("rollout", "last", "grad")
+METHODS = ("rollout", "last", "grad", "ig")
+CLASS_SPECIFIC = ("grad", "ig")
+IG_STEPS = 32  # points on the path from the baseline to the clip (Sundararajan et al.: 20 to 300)
+IG_CHUNK = 4  # path points per forward/backward: bounds memory for large models
 
 
 @dataclass
@@ -50,7 +64,8 @@ class ExplainResult:
     maps: float32 ``[T, h, w]``, each frame's map min-max scaled to [0, 1] (a constant map is 0)
     relevance: float32 ``[T, h, w]``, the same before scaling (comparable across frames)
     predicted: the top-1 class; score: its softmax probability
-    target: the class the map explains (`grad`: the gradient's; rollout and last are class-agnostic: the predicted one)
+    target: the class the map explains (`grad`, `ig`: the gradient's; rollout and last are
+        class-agnostic: the predicted one)
     probs: float32 ``[classes]``, the softmax of the logits
     """
 
@@ -75,9 +90,10 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         raise UserError(f"clip shape {tuple(clip.shape)}: expected [3, T, H, W] (one clip)")
     config = getattr(model, "module", model).config
     num_classes = config.num_classes
-    if target is not None and method != "grad":
+    if target is not None and method not in CLASS_SPECIFIC:
         raise UserError(
-            f"--target {target}: only --method grad is class-specific ({method} maps are the same for every class)"
+            f"--target {target}: only --method grad and ig are class-specific "
+            f"({method} maps are the same for every class)"
         )
     if target is not None and not 0 <= target < num_classes:
         raise UserError(f"--target {target}: the model has classes 0..{num_classes - 1}")
@@ -85,7 +101,10 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
     param = next(model.parameters())
     x = x.to(device=param.device, dtype=param.dtype)
 
-    if method == "grad":
+    if method == "ig":
+        with torch.no_grad():
+            logits = model(x)[0]
+    elif method == "grad":
         # The maps hang off the graph only when something upstream needs a gradient; the
         # weights are frozen, so the input does.
         x = x.detach().requires_grad_(True)
@@ -99,7 +118,9 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
     target = predicted if target is None else int(target)
 
     attention_type = config.attention_type
-    if method == "last":
+    if method == "ig":
+        relevance = integrated_gradients(model, x, target, config.patch_size).clamp(min=0).flatten(1)
+    elif method == "last":
         relevance = last_layer_map(maps, attention_type, frames)
     else:
         steps = _head_means(maps) if method == "rollout" else _gradient_weighted(maps, logits[target])
@@ -142,6 +163,31 @@ def last_layer_map(maps: list[dict[str, torch.Tensor]], attention_type: str, fra
         cls_row = last["joint"][0].mean(0)[0, 1:]  # [N*T], patch n of frame t at n*T + t
         return cls_row.view(-1, frames).T
     return last["spatial"].mean(1)[:, 0, 1:]  # [T, N]
+
+
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: int, patch_size: int,
+                         steps: int | None = None) -> torch.Tensor:  # fmt: skip
+    """Integrated Gradients of the `target` logit from the all-zero clip to `x` (``[1, 3, T, H, W]``),
+    summed over each patch's pixels and channels: signed, float64 ``[T, H/p, W/p]``.
+
+    Midpoint rule with `steps` points (default `IG_STEPS`); their sum over all patches is ``f(x) - f(0)`` up to that
+    rule's error (completeness)."""
+    from tqdm import tqdm
+
+    steps = IG_STEPS if steps is None else steps
+    alphas = (torch.arange(steps, dtype=torch.float64) + 0.5) / steps
+    gradient_sum = torch.zeros_like(x[0], dtype=torch.float64)
+    chunks = alphas.split(IG_CHUNK)
+    for chunk in tqdm(chunks, desc="integrated gradients", unit="pass", leave=False, disable=None):
+        path = (chunk.to(x.dtype).view(-1, 1, 1, 1, 1) * x.detach()).requires_grad_(True)
+        with torch.enable_grad():
+            (gradient,) = torch.autograd.grad(model(path)[:, target].sum(), path)
+        gradient_sum += gradient.double().sum(0)
+    pixels = (x[0].double() * gradient_sum / steps).sum(0)  # [T, H, W]
+    frames, grid_h, grid_w = pixels.shape[0], pixels.shape[1] // patch_size, pixels.shape[2] // patch_size
+    # The patch embedding drops a remainder row or column of pixels (zero gradient) as well.
+    grid = pixels[:, : grid_h * patch_size, : grid_w * patch_size]
+    return grid.reshape(frames, grid_h, patch_size, grid_w, patch_size).sum(dim=(2, 4))
 
 
 def _head_means(maps: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
