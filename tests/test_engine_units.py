@@ -207,6 +207,22 @@ def test_a_pair_whose_weights_changed_is_passed_over_saying_so(tmp_path):
     assert find_resume_point(tmp_path, "M") is None
 
 
+def test_a_state_from_before_pairs_had_hashes_resumes_unverified_saying_so(tmp_path):
+    weights = _save_point(tmp_path, "M", 2, 0)
+    state = torch.load(state_path_for(weights), weights_only=True)
+    del state["weights_sha256"]
+    state["version"] = 1  # what the previous release wrote
+    torch.save(state, state_path_for(weights))
+    notes = []
+    point = find_resume_point(tmp_path, "M", notes)
+    assert point.progress == (2, 0) and point.weights == weights
+    assert len(notes) == 1 and "no hash" in notes[0] and "M_epoch_00002.state.pt" in notes[0]
+    state["version"] = 7  # a future or foreign version is refused, naming it
+    torch.save(state, state_path_for(weights))
+    with pytest.raises(CheckpointError, match="version 7"):
+        load_state(state_path_for(weights))
+
+
 @pytest.mark.parametrize("drop, value", [
     ("weights_sha256", None), ("optimizer", None), ("epochs_done", None), ("rng", None),
     ("epochs_done", "3"), ("steps_done", -1), ("weights", "../../etc/passwd"), ("weights", 7), ("best_top1", "x"),

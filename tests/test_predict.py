@@ -210,6 +210,10 @@ def test_missing_or_unreadable_model_file_is_one_line(synth, tmp_path, capsys):
 def test_use_gpu_takes_paddlevideo_booleans(synth, capsys):
     code, out, err = run_cli(capsys, "predict", "--input_file", synth["videos"][0], "--model_file", synth["onnx"], "--use_gpu=true")
     assert code == 0 and "ExecutionProvider" in "\n".join(err)  # says which provider ran
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():  # CPU build: says how to get CUDA
+        assert "timesformer[export-gpu]" in "\n".join(err)
     assert out.splitlines()[1].startswith("\ttop-1 class: ") and "top-1 label: " in out  # labels shipped by export
     with pytest.raises(SystemExit):
         main(["predict", "--input_file", synth["videos"][0], "--model_file", str(synth["onnx"]), "--use_gpu=maybe"])

@@ -35,7 +35,7 @@ STATE_SUFFIX = ".state.pt"
 # Every field a state must hold, with its type (None allowed where the tuple says so).
 STATE_FIELDS: dict[str, tuple[type, ...]] = {
     "epochs_done": (int,), "steps_done": (int,), "seed": (int,), "global_batch_size": (int,),
-    "best_top1": (float, type(None)), "weights": (str,), "weights_sha256": (str,),
+    "best_top1": (float, type(None)), "weights": (str,), "weights_sha256": (str, type(None)),
     "optimizer": (dict,), "scaler": (dict,), "rng": (dict,),
 }  # fmt: skip
 
@@ -95,8 +95,10 @@ def load_state(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable training state ({type(err).__name__}: {reason})") from None
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path}: not a timesformer training state")
-    if state["version"] != STATE_VERSION:
-        raise CheckpointError(f"{path}: training state version {state['version']!r}; this version reads {STATE_VERSION}")
+    if state["version"] == 1:  # written before pairs carried a hash: resumable, but unverified
+        state.setdefault("weights_sha256", None)
+    elif state["version"] != STATE_VERSION:
+        raise CheckpointError(f"{path}: training state version {state['version']!r}; this version reads 1 and {STATE_VERSION}")
     for name, types in STATE_FIELDS.items():
         if name not in state:
             raise CheckpointError(f"{path}: not a complete training state (no {name!r})")
@@ -154,6 +156,10 @@ def find_resume_point(output_dir: Path, model_name: str, notes: list[str] | None
         weights = output_dir / state["weights"]
         if not weights.is_file():
             notes.append(f"passed over {state_file}: its weights {weights.name} are missing")
+        elif state["weights_sha256"] is None:
+            notes.append(f"{state_file} records no hash of its weights (an older timesformer wrote it): "
+                         f"resuming from it unverified")  # fmt: skip
+            return ResumePoint(weights, state_file, state)
         elif sha256_file(weights) != state["weights_sha256"]:
             notes.append(f"passed over {state_file}: {weights.name} is not the file it was saved with "
                          f"(sha256 differs; a crash between the two writes)")  # fmt: skip

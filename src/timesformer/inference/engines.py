@@ -68,7 +68,8 @@ class OnnxEngine:
         import onnxruntime as ort
 
         providers = ["CPUExecutionProvider"]
-        if use_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+        self.cuda_missing = use_gpu and "CUDAExecutionProvider" not in ort.get_available_providers()
+        if use_gpu and not self.cuda_missing:
             providers.insert(0, "CUDAExecutionProvider")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: keep ORT's warnings off the user's console
@@ -82,6 +83,9 @@ class OnnxEngine:
 
     @property
     def description(self) -> str:
+        if self.cuda_missing:  # the `export` extra installs the CPU build of onnxruntime
+            return (f"ONNX Runtime ({self.provider}): --use_gpu=True asked for CUDA, but this onnxruntime has no "
+                    "CUDA provider; install it with pip install 'timesformer[export-gpu]'")
         return f"ONNX Runtime ({self.provider})"
 
     def __call__(self, batch: torch.Tensor) -> np.ndarray:
