@@ -20,7 +20,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from ..data.video import _count_packets, _frame_rate, is_truncated
+from ..data.video import _count_packets, _frame_rate, is_truncated, open_video
 from ..errors import UserError, VideoReadError
 from ..utils import first_line
 
@@ -61,7 +61,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     if Path(path).stat().st_size == 0:
         raise VideoReadError(path, "empty file (0 bytes)")
     try:
-        with av.open(path) as container:
+        with open_video(path) as container:
             if not container.streams.video:
                 raise VideoReadError(path, "no video stream")
             stream = container.streams.video[0]
@@ -117,7 +117,7 @@ def iter_window_frames(path: str | os.PathLike, windows: list[Window]) -> Iterat
     next_window = 0
     decoded, last_frame = 0, None
     try:
-        with av.open(path) as container:
+        with open_video(path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame threads: whole frames in parallel
             for index, frame in enumerate(container.decode(stream)):

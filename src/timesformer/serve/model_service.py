@@ -18,6 +18,7 @@ import av
 import numpy as np
 import torch
 
+from ..data.video import open_video
 from ..errors import UserError
 from ..utils import first_line
 
@@ -121,7 +122,7 @@ class ModelService:
     def check_video(self, path: str | os.PathLike, limits: VideoLimits) -> VideoInfo:
         """The header's size, rate and frame count, within `limits`; nothing is decoded."""
         try:
-            with av.open(str(path)) as container:
+            with open_video(path) as container:
                 if not container.streams.video:
                     kinds = sorted({s.type for s in container.streams}) or ["none"]
                     raise VideoRejected(f"not a video: no video stream (streams: {', '.join(kinds)})")
