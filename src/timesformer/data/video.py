@@ -364,17 +364,23 @@ def sample_frames(
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    path = str(path)
-    if not Path(path).is_file():
-        raise VideoReadError(path, "file not found" if not Path(path).exists() else "not a file")
-    if Path(path).stat().st_size == 0:
-        raise VideoReadError(path, "empty file (0 bytes)")
+    path = require_video_file(path)
     try:
         return _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert or (lambda rgb: rgb))
     except VideoReadError:
         raise
     except (av.FFmpegError, OSError, EOFError) as exc:
         raise VideoReadError(path, f"cannot decode: {_one_line(exc)}") from exc
+
+
+def require_video_file(path: str | os.PathLike) -> str:
+    """`path` as a string when it names a non-empty file, else `VideoReadError` saying why not."""
+    path = str(path)
+    if not Path(path).is_file():
+        raise VideoReadError(path, "file not found" if not Path(path).exists() else "not a file")
+    if Path(path).stat().st_size == 0:
+        raise VideoReadError(path, "empty file (0 bytes)")
+    return path
 
 
 def _one_line(exc: BaseException) -> str:

@@ -14,13 +14,12 @@ import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import av
 import numpy as np
 
-from ..data.video import _count_packets, _frame_rate, is_truncated, open_video
+from ..data.video import _count_packets, _frame_rate, is_truncated, open_video, require_video_file
 from ..errors import UserError, VideoReadError
 from ..utils import first_line
 
@@ -55,11 +54,7 @@ def check_window_args(window_s: float | None, stride_s: float | None) -> None:
 
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Frame rate and frame count (header, else counted packets); `VideoReadError` naming the file."""
-    path = str(path)
-    if not Path(path).is_file():
-        raise VideoReadError(path, "file not found" if not Path(path).exists() else "not a file")
-    if Path(path).stat().st_size == 0:
-        raise VideoReadError(path, "empty file (0 bytes)")
+    path = require_video_file(path)
     try:
         with open_video(path) as container:
             if not container.streams.video:
