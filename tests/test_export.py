@@ -1,4 +1,4 @@
-"""`timesformer export`: the seed's multi-view layout, ONNX file vs PyTorch, description JSON."""
+"""`timesformer export`: PaddleVideo's multi-view layout, ONNX file vs PyTorch, description JSON."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`timesformer predict` and `timesformer.Predictor`: both engines, the seed's output, broken and hostile files."""
+"""`timesformer predict` and `timesformer.Predictor`: both engines, PaddleVideo's output, broken and hostile files."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, list[str]]:
 
 @pytest.fixture(scope="module")
 def fixture_export(tmp_path_factory):
-    """PaddleVideo's tiny TimeSformer exported once through the CLI, as the seed does."""
+    """PaddleVideo's tiny TimeSformer exported once through the CLI, as PaddleVideo does."""
     from conftest import FIXTURE
 
     if not FIXTURE.exists():
@@ -60,7 +60,7 @@ def fixture_export(tmp_path_factory):
 def test_both_engines_give_paddlevideos_scores_on_its_own_input(fixture_export, paddle_fixture):
     """Model + export alone: PaddleVideo's test tensor in, PaddleVideo's averaged view logits out."""
     ref = np.load(paddle_fixture / "video_example.npz")
-    x = torch.from_numpy(ref["input"])  # [1, 3, 24, 224, 224], the seed's layout
+    x = torch.from_numpy(ref["input"])  # [1, 3, 24, 224, 224], PaddleVideo's layout
     onnx = Predictor.from_onnx(fixture_export / "TimeSformer.onnx")
     torch_engine = Predictor.from_weights(
         paddle_fixture / "model.pdparams", config=K400_CFG, overrides=[o for o in FIXTURE_OVERRIDES if o != "-o"]

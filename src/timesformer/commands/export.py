@@ -1,4 +1,4 @@
-"""`timesformer export -c CFG -p WEIGHTS -o OUT_DIR`: the seed's inference model, as ONNX.
+"""`timesformer export -c CFG -p WEIGHTS -o OUT_DIR`: PaddleVideo's inference model, as ONNX.
 
 Writes `OUT_DIR/TimeSformer.onnx` (input `[N, 3, 3*num_seg, 224, 224]`, the three test
 crops stacked on T; output the view-averaged logits `[N, num_classes]`), its description
@@ -51,7 +51,7 @@ def export_paths(
 def register(sub) -> None:
     parser = sub.add_parser(
         "export", help="export weights to an ONNX inference model (checked with ONNX Runtime)",
-        description="Export a TimeSformer to OUT_DIR/TimeSformer.onnx in the seed's inference layout "
+        description="Export a TimeSformer to OUT_DIR/TimeSformer.onnx in PaddleVideo's inference layout "
         "(input [N, 3, 3*num_seg, H, W], output view-averaged logits) plus TimeSformer.json.",
     )  # fmt: skip
     parser.add_argument("-c", "--config", help="YAML config (PaddleVideo schema); default: the architecture the weights describe")

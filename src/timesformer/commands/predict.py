@@ -1,6 +1,6 @@
 """`timesformer predict -c CFG --input_file PATH [--model_file X.onnx | -w WEIGHTS]`: top-k per video.
 
-Prints, per video, the seed's lines:
+Prints, per video, PaddleVideo's lines:
 
     Current video file: data/example.avi
     	top-1 class: 5
@@ -10,7 +10,7 @@ and with `--top_k K` > 1 the lists `top-K class: [...]`, `top-K score: [...]` af
 then `top-K label: ...` when class names are known. Scores are the softmax of the
 view-averaged logits (the averaged softmaxes when `avg_type` is "prob").
 
-`--model_file` runs ONNX Runtime on a `timesformer export` file; `-w` (or the seed's
+`--model_file` runs ONNX Runtime on a `timesformer export` file; `-w` (or PaddleVideo's
 `--params_file` without `--model_file`) runs PyTorch on any checkpoint. A video that cannot
 be read is named on one line (stderr), the others are still predicted, and the exit status is 1.
 
@@ -203,7 +203,7 @@ def _name(labels: list[str] | None, classes: list[int]) -> str:
 
 
 def format_prediction(p, top_k: int) -> str:
-    """The seed's lines (rank 1 as scalars), then the top-k lists when k > 1, then the names."""
+    """PaddleVideo's lines (rank 1 as scalars), then the top-k lists when k > 1, then the names."""
     lines = [
         f"Current video file: {p.video_id}",
         f"\ttop-1 class: {p.topk_class[0]}",

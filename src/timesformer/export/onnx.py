@@ -1,4 +1,4 @@
-"""Export a TimeSformer to ONNX in the seed's inference layout, and check the file.
+"""Export a TimeSformer to ONNX in PaddleVideo's inference layout, and check the file.
 
 The exported graph is `MultiViewModel`: input `[N, 3, 3*num_seg, H, W]` (the three test
 crops stacked along T, dynamic N), output the view-averaged logits `[N, num_classes]`
