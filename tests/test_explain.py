@@ -1,6 +1,7 @@
 """`timesformer explain`: maps against transformers (`last`), against the explicit products
 of full token-mixing matrices (`rollout`, `grad`), against Integrated Gradients' definition
-over the patch tokens and its completeness (`ig`); the command's files and its errors."""
+over the patch tokens and its completeness (`ig`), against separate forwards of occluded clips
+(`occlusion`); the command's files and its errors."""
 
 from __future__ import annotations
 
@@ -194,6 +195,33 @@ def test_ig_map_is_the_positive_part_for_the_target(monkeypatch):
         signed = integrated_gradients(model, clip[None], result.target, PATCH, steps=4)
         np.testing.assert_allclose(result.relevance, signed.clamp(min=0).numpy(), rtol=1e-6, atol=1e-9)
     assert not np.allclose(targeted.relevance, predicted.relevance)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_occlusion_equals_separate_forwards_of_occluded_clips(attention_type, monkeypatch):
+    from timesformer.inference import explain as explain_module
+
+    monkeypatch.setattr(explain_module, "OCCLUSION_CHUNK", 15)  # T*N = 64 clips: a ragged last batch
+    model, clip = _tiny_model(attention_type), _clip()
+    clip[:, 2, 8:16, 24:32] = 0.0  # patch (row 1, col 3) of frame 2 is the baseline itself
+    with torch.no_grad():
+        logits = model(clip[None])[0]
+    other = (int(logits.argmax()) + 1) % 5  # not the predicted class: the target is honoured
+    signed = explain_module.occlusion(model, clip[None], other, PATCH)
+    assert signed.shape == (T, IMG // PATCH, IMG // PATCH)
+    for t, i, j in [(0, 0, 0), (1, 2, 1), (3, 3, 3), (2, 0, 3)]:
+        occluded = clip.clone()
+        occluded[:, t, i * PATCH : (i + 1) * PATCH, j * PATCH : (j + 1) * PATCH] = 0.0
+        with torch.no_grad():
+            drop = float(logits[other] - model(occluded[None])[0, other])
+        np.testing.assert_allclose(float(signed[t, i, j]), drop, rtol=1e-5, atol=1e-6)
+    # Occluding a patch that already is the baseline leaves the clip unchanged: no drop at all.
+    assert float(signed[2, 1, 3]) == 0.0 and np.count_nonzero(signed.numpy()) == T * N - 1
+    if attention_type == "divided_space_time":  # the command's path: positive part, target honoured
+        result = explain(model, clip, method="occlusion", target=other)
+        assert result.target == other and result.predicted == int(logits.argmax())
+        assert (signed.numpy() < 0).any()
+        np.testing.assert_allclose(result.relevance, signed.clamp(min=0).numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
