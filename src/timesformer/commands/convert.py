@@ -25,9 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UserError
     from ..model.checkpoints import model_from_checkpoint, read_checkpoint, save_model
-    from ..utils import sha256_file
-
-    from ..utils import check_distinct_paths
+    from ..utils import check_distinct_paths, sha256_file
 
     dst = Path(args.dst)
     if dst.suffix != ".safetensors":

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..devices import resolve_amp_dtype, resolve_device
 from ..errors import CheckpointError, UserError
+from ..utils import first_line
 from .spec import InferenceSpec
 from .views import MultiViewModel
 
@@ -76,8 +77,7 @@ class OnnxEngine:
         try:
             self.session = ort.InferenceSession(str(model_file), options, providers=providers)
         except Exception as err:  # ORT raises its own, unexported exception types for any unreadable model
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{model_file}: not a readable ONNX model ({reason})") from None
+            raise CheckpointError(f"{model_file}: not a readable ONNX model ({first_line(err)})") from None
         self.provider = self.session.get_providers()[0]
         self.input_name = self.session.get_inputs()[0].name
 
