@@ -18,6 +18,7 @@ import torch.distributed as dist
 
 from ..devices import resolve_device
 from ..errors import UserError
+from ..utils import first_line
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ def is_comm_failure(err: BaseException) -> bool:
 
 def comm_failure_summary(err: BaseException) -> str:
     """The useful part of a backend error: its first sentence, without the source-file prefix."""
-    text = re.sub(r"^\[[^\]]*\]\s*", "", str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__)
+    text = re.sub(r"^\[[^\]]*\]\s*", "", first_line(err))
     return text.split(". ")[0][:160]
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from ..errors import CheckpointError
-from ..utils import atomic_path, sha256_file
+from ..utils import atomic_path, first_line, sha256_file
 
 STATE_VERSION = 2  # 2: records the weights' sha256
 WEIGHTS_SUFFIX = ".safetensors"
@@ -91,8 +91,7 @@ def load_state(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable training state ({type(err).__name__}: {reason})") from None
+        raise CheckpointError(f"{path}: not a readable training state ({type(err).__name__}: {first_line(err, 160)})") from None
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path}: not a timesformer training state")
     if state["version"] == 1:  # written before pairs carried a hash: resumable, but unverified

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError
-from ..utils import atomic_path
+from ..utils import atomic_path, first_line
 from .finetune import adapt_for_finetuning
 from .safe_pickle import load_numpy_pickle
 from .timesformer import TimeSformer, TimeSformerConfig
@@ -163,8 +163,7 @@ def _torch_load(path: Path) -> object:
         raise CheckpointError(f"{path}: refused to load (only tensors and plain containers are allowed): {reason}") from None
     # IndexError/KeyError: torch's weights-only unpickler on bytes that are no pickle.
     except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint: {first_line}") from None
+        raise CheckpointError(f"{path}: not a readable torch checkpoint: {first_line(err)}") from None
 
 
 def _unwrap_state_dict(obj: object, path: Path) -> dict:

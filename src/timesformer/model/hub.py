@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointError, UserError
+from ..utils import first_line
 
 # `org/name` or `org/name@revision`, as the Hub spells repository names.
 _HUB_ID = re.compile(
@@ -63,7 +64,7 @@ def resolve_hub_id(repo_id: str, revision: str | None = None, local_dir: Path | 
         raise CheckpointError(f"{where}: not in the Hugging Face cache and the Hub cannot be reached "
                               "(offline mode, or no network); download it once online") from None  # fmt: skip
     except hub_errors.HfHubHTTPError as err:
-        raise CheckpointError(f"{where}: the Hub answered {_first_line(err)}") from None
+        raise CheckpointError(f"{where}: the Hub answered {first_line(err)}") from None
     return directory
 
 
@@ -85,7 +86,7 @@ def checkpoint_class_names(path: str | os.PathLike | None) -> list[str] | None:
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{config_file}: not readable JSON ({_first_line(err)})") from None
+        raise CheckpointError(f"{config_file}: not readable JSON ({first_line(err)})") from None
     id2label = config.get("id2label") if isinstance(config, dict) else None
     if not isinstance(id2label, dict) or not id2label:
         return None
@@ -96,8 +97,3 @@ def checkpoint_class_names(path: str | os.PathLike | None) -> list[str] | None:
     if sorted(by_id) != list(range(len(by_id))):
         raise CheckpointError(f"{config_file}: id2label must number its classes 0..{len(by_id) - 1} without gaps")
     return [by_id[i] for i in range(len(by_id))]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
