@@ -80,10 +80,9 @@ class FeatureFiles:
                 parts.append((part["rows"], json.loads(str(part["records"]))))
         return parts
 
-    def _all(self) -> tuple[list[np.ndarray], list[dict]]:
-        """Every row written so far (parts first; the final files' rows not in a part)."""
+    def _all(self, final: tuple[np.ndarray, list[dict]] | None) -> tuple[list[np.ndarray], list[dict]]:
+        """Every row written so far (parts first; then `final`, the final files' rows, not in a part)."""
         rows, records, seen = [], [], set()
-        final = self._final()
         for part_rows, part_records in [*self._parts(), *([final] if final else [])]:
             for row, record in zip(part_rows, part_records):
                 if _key(record) not in seen:
@@ -94,7 +93,7 @@ class FeatureFiles:
 
     def done(self) -> set[str]:
         """Paths of the videos whose rows are already written."""
-        return {record["path"] for record in self._all()[1]}
+        return {record["path"] for record in self._all(self._final())[1]}
 
     # ------------------------------------------------------------------ writing
 
@@ -110,7 +109,8 @@ class FeatureFiles:
     def merge(self, order: Sequence[str]) -> int:
         """Write the two files from everything saved: rows of `order`'s videos in its order
         (time order within a video), after any earlier rows of videos not in it. Returns N."""
-        rows, records = self._all()
+        final = self._final()
+        rows, records = self._all(final)
         if not records:
             return 0
         dims = {row.shape[-1] for row in rows}
@@ -120,8 +120,8 @@ class FeatureFiles:
         indices = sorted(range(len(records)), key=lambda i: (rank.get(records[i]["path"], -1), records[i]["start_s"]))
         matrix = np.stack([rows[i] for i in indices]).astype(np.float32)
         ordered = [{k: records[i][k] for k in RECORD_KEYS} for i in indices]
-        if self._final() is not None and self.parts_dir.is_dir():
-            self.add(*self._final())  # the old files' rows survive a crash between the renames below
+        if final is not None and self.parts_dir.is_dir():
+            self.add(*final)  # the old files' rows survive a crash between the renames below
         with atomic_path(self.features_path) as tmp:
             with open(tmp, "wb") as f:
                 np.save(f, matrix)
