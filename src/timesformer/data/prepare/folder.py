@@ -23,9 +23,9 @@ import yaml
 from tqdm import tqdm
 
 from ...errors import UserError
-from ...utils import atomic_write_text, check_distinct_paths
+from ...utils import atomic_write_text, check_distinct_paths, first_line
 from ..files import find_videos, is_video_file
-from . import default_workers, ordered_map
+from . import check_workers, default_workers, ordered_map
 
 SPLITS = ("train", "val", "test")
 DEFAULT_BASE = "configs/timesformer_k400_videos.yaml"
@@ -91,15 +91,17 @@ def check_video(path: Path) -> str | None:
     """Why `path` is not a readable video (opened with PyAV, one frame decoded), or None."""
     import av
 
+    from ..video import open_video
+
     try:
-        with av.open(str(path)) as container:
+        with open_video(path) as container:
             if not container.streams.video:
                 return "unreadable: no video stream"
             for _ in container.decode(video=0):
                 return None
             return "unreadable: no frame decodes"
     except (av.FFmpegError, OSError, EOFError, ValueError) as err:
-        why = getattr(err, "strerror", None) or (str(err).splitlines() or [type(err).__name__])[0]
+        why = getattr(err, "strerror", None) or first_line(err)
         return f"unreadable: {why}"
 
 
@@ -199,8 +201,7 @@ def prepare_folder(options: FolderOptions) -> FolderSummary:
         raise UserError(f"--val {options.val} + --test {options.test} >= 1: nothing would be left to train on")
     if options.seed < 0:
         raise UserError(f"--seed {options.seed}: must be >= 0")
-    if options.workers is not None and not 1 <= options.workers <= 256:
-        raise UserError(f"--workers {options.workers}: expected 1 to 256 processes")
+    workers = default_workers() if options.workers is None else check_workers(options.workers)
     root, out_dir = Path(options.root).resolve(), Path(options.out_dir).resolve()
     if out_dir == root or root in out_dir.parents:
         raise UserError(f"-o {options.out_dir} is inside ROOT {options.root}: it would be read as a class folder; "
@@ -214,7 +215,6 @@ def prepare_folder(options: FolderOptions) -> FolderSummary:
 
     classes, skipped = scan_classes(root)
     videos = [v for paths in classes.values() for v in paths]
-    workers = options.workers if options.workers is not None else default_workers()
     checks = ordered_map(check_video, videos, workers if len(videos) >= 16 else 1)
     reasons = dict(zip(videos, tqdm(checks, total=len(videos), desc="checking videos", unit="video", leave=False,
                                     disable=len(videos) < 100)))  # fmt: skip

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import UserError
+from ...utils import first_line
 from ..files import parse_int, read_text_lines
 
 MAX_LABEL = 2**31 - 1  # labels become int64 tensors; beyond this a value is a typo
@@ -44,8 +45,7 @@ def read_list(list_path: str | os.PathLike, data_prefix: str = "", suffix: str =
             label = parse_int(fields[1], where, "label", 0, MAX_LABEL) if len(fields) == 2 else None
             entries.append(ListEntry(fields[0], os.path.join(data_prefix, fields[0] + suffix), label))
         else:
-            shown = line.strip() if len(line.strip()) <= 120 else line.strip()[:119] + "…"
-            raise UserError(f"{where}: expected `path label` or `frame_dir num_frames label`, got {shown!r}")
+            raise UserError(f"{where}: expected `path label` or `frame_dir num_frames label`, got {first_line(line.strip(), 120)!r}")
     if len(widths) > 1:
         raise UserError(f"{list_path}: mixes `path label` and `frame_dir num_frames label` lines")
     if not entries:
