@@ -79,10 +79,15 @@ def sampled_frames(first: int, window_s: float, fps: float, num_seg: int, last: 
     return tuple(int(p) for p in positions)
 
 
+def fitting_windows(duration_s: float, window_s: float, stride_s: float) -> int:
+    """How many windows at 0, stride, 2*stride, ... fit in `duration_s` (<= 0 when none does)."""
+    return int(math.floor((duration_s - window_s) / stride_s + EPS)) + 1
+
+
 def plan_windows(info: VideoInfo, window_s: float, stride_s: float | None, num_seg: int) -> list[Window]:
     """Windows at 0, stride, 2*stride, ... that fit in the video (one, clipped, if none fits)."""
     stride_s = window_s if stride_s is None else stride_s
-    count = int(math.floor((info.duration_s - window_s) / stride_s + EPS)) + 1 if info.duration_s + EPS >= window_s else 0
+    count = fitting_windows(info.duration_s, window_s, stride_s) if info.duration_s + EPS >= window_s else 0
     if count == 0:
         return [Window(0.0, info.duration_s, sampled_frames(0, info.duration_s, info.fps, num_seg, info.num_frames - 1))]
     windows = []

@@ -57,7 +57,9 @@ class VideoInfo:
 
     def window_count(self, window_s: float, stride_s: float) -> int:
         """Windows a timeline takes along this video (at least one, as `plan_windows` does)."""
-        return max(1, math.floor((self.seconds - window_s) / stride_s + 1e-6) + 1)
+        from ..inference.windows import fitting_windows
+
+        return max(1, fitting_windows(self.seconds, window_s, stride_s))
 
 
 class ModelService:
