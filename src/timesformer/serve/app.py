@@ -113,6 +113,7 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     in_model_thread = _runner(model_thread)
+    in_decode_pool = _runner(decode_pool)
 
     @contextlib.contextmanager
     def counted_as_decoded(upload: Upload):
@@ -133,12 +134,12 @@ def create_app(service: ModelService, options: ServeOptions, gate_state: GateSta
             return load(upload.path)
 
         with counted_as_decoded(upload):
-            return await asyncio.get_running_loop().run_in_executor(decode_pool, check_and_load)
+            return await in_decode_pool(check_and_load)
 
     async def timeline(upload: Upload, window: float, stride: float, top_k: int) -> list[dict]:
         """Windows are decoded by the predictor's own reader thread while the model thread scores them."""
         with counted_as_decoded(upload):
-            info = await asyncio.get_running_loop().run_in_executor(decode_pool, service.check_video, upload.path, options.limits)
+            info = await in_decode_pool(service.check_video, upload.path, options.limits)
             count = info.window_count(window, stride)
             if count > options.limits.max_windows:
                 raise ApiError(400, f"window={window:g}, stride={stride:g}: {count} windows over {info.seconds:.1f} s of video, "
