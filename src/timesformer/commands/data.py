@@ -172,7 +172,6 @@ def run_download(args: argparse.Namespace) -> int:
 
     from ..data.prepare.links import read_link_list
     from ..download import download_many
-
     from ..utils import check_distinct_paths
 
     if args.workers < 1 or args.retries < 0:
