@@ -34,7 +34,7 @@ from ..errors import CheckpointError, ConfigError
 from ..utils import atomic_path, first_line
 from .finetune import adapt_for_finetuning
 from .safe_pickle import load_numpy_pickle
-from .timesformer import TimeSformer, TimeSformerConfig
+from .timesformer import TimeSformer, TimeSformerConfig, unwrap_model
 
 CONFIG_METADATA_KEY = "timesformer_config"
 
@@ -455,8 +455,7 @@ def save_model(model: torch.nn.Module, path: str | Path, metadata: dict | None =
     """Write our `.safetensors` (config JSON in metadata key `timesformer_config`), atomically."""
     from safetensors.torch import save_file
 
-    model = getattr(model, "module", model)  # DistributedDataParallel
-    model = getattr(model, "_orig_mod", model)  # torch.compile
+    model = unwrap_model(model)
     tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     meta = {str(key): value if isinstance(value, str) else json.dumps(value) for key, value in (metadata or {}).items()}
     meta[CONFIG_METADATA_KEY] = json.dumps(model.config.to_dict())

@@ -400,7 +400,8 @@ def build_model(**fields) -> TimeSformer:
     return TimeSformer(TimeSformerConfig.from_dict(fields))
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The TimeSformer inside a DistributedDataParallel and/or torch.compile wrapper."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     return getattr(model, "_orig_mod", model)  # torch.compile
 
@@ -422,7 +423,7 @@ def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]
     maps are part of the autograd graph, even for a frozen model, so gradients with respect
     to them can be taken (`torch.autograd.grad(score, maps[i]["spatial"])`).
     """
-    model = _unwrap(model)
+    model = unwrap_model(model)
     attention_type = model.config.attention_type
     spatial_key = "joint" if attention_type == "joint_space_time" else "spatial"
     maps: list[dict[str, torch.Tensor]] = [{} for _ in model.blocks]
