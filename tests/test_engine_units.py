@@ -253,6 +253,11 @@ def test_state_refuses_foreign_files(tmp_path):
     torch.save([1, 2], bad)
     with pytest.raises(CheckpointError, match="not a timesformer training state"):
         load_state(bad)
+    # Bytes that start a pickle but reference a memo slot never stored: torch's weights-only
+    # unpickler raises KeyError on them, which must still be a one-line CheckpointError.
+    bad.write_bytes(b"\x80\x02h\x05.")
+    with pytest.raises(CheckpointError, match="not a readable training state"):
+        load_state(bad)
 
 
 def test_gpus_relaunches_the_same_command_under_torchrun():

@@ -90,7 +90,8 @@ def load_state(path: Path) -> dict[str, Any]:
     """A checked training state, or `CheckpointError` in one line naming the file and what is wrong."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
+    # IndexError/KeyError: torch's weights-only unpickler on bytes that are no pickle.
+    except (OSError, RuntimeError, EOFError, ValueError, IndexError, KeyError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
         raise CheckpointError(f"{path}: not a readable training state ({type(err).__name__}: {first_line(err, 160)})") from None
     if not isinstance(state, dict) or "version" not in state:
         raise CheckpointError(f"{path}: not a timesformer training state")
