@@ -13,7 +13,10 @@ from .timing import interleaved, paired_speedup
 
 def bench_onnx(session: BenchSession) -> None:
     from ..export.onnx import export_onnx, quantize_int8
-    from ..export.predictor import InferenceSpec, MultiViewModel, OnnxEngine, softmax, stack_views
+    from ..inference.engines import OnnxEngine
+    from ..inference.predictor import softmax
+    from ..inference.spec import InferenceSpec
+    from ..inference.views import MultiViewModel, stack_views
 
     options, c = session.options, session.config
     model = session.model().to("cpu")

@@ -26,7 +26,7 @@ def predict_folder(session: BenchSession) -> list[str]:
 
 def bench_predict(session: BenchSession) -> None:
     from ..data.paddlevideo_reference import paddlevideo_test_tensor
-    from ..export.predictor import Predictor
+    from ..inference import Predictor
     from ..model.checkpoints import save_model
 
     options, c = session.options, session.config

@@ -76,8 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from ..export.predictor import default_labels, load_checked_model
     from ..inference.explain import centre_crop_pipeline, explain
+    from ..inference.labels import default_labels
+    from ..inference.loading import load_checked_model
     from ..inference.render import clip_frames, write_overlay_video, write_strip_png
     from ..utils import atomic_path
 

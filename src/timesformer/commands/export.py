@@ -71,7 +71,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..export.onnx import DEFAULT_OPSET, export_onnx
-    from ..export.predictor import load_checked_model
+    from ..inference.loading import load_checked_model
 
     out_dir, overrides = split_output_and_overrides(args.outputs, args.override)
     if args.label_file is not None and not os.path.isfile(args.label_file):
