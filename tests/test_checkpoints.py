@@ -98,6 +98,17 @@ def test_not_a_checkpoint(tmp_path):
         load_model(unrelated)
 
 
+@pytest.mark.parametrize(
+    "index_text", ["{not json", "[1, 2]", '{"metadata": {}}', '{"weight_map": {"a": 3}}', '{"weight_map": {"a": "../x.bin"}}']
+)
+def test_broken_transformers_index_is_one_line(tmp_path, index_text):
+    (tmp_path / "config.json").write_text('{"hidden_size": 64}')
+    (tmp_path / "model.safetensors.index.json").write_text(index_text)
+    with pytest.raises(CheckpointError, match="model.safetensors.index.json") as err:
+        read_checkpoint(tmp_path)
+    assert "\n" not in str(err.value)
+
+
 # ---------- facebookresearch .pyth, plain state dicts, ours ----------
 
 

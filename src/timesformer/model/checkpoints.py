@@ -280,17 +280,31 @@ def _transformers_config(config: dict) -> dict:
     return fields
 
 
-def _read_transformers_dir(path: Path) -> Checkpoint:
+def _read_json_object(file: Path) -> dict:
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        value = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:  # ValueError: JSONDecodeError, UnicodeDecodeError
-        raise CheckpointError(f"{path / 'config.json'}: not readable JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path / 'config.json'}: expected a JSON object, found {type(config).__name__}")
+        raise CheckpointError(f"{file}: not readable JSON ({err})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{file}: expected a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _shard_names(index_file: Path) -> list[str]:
+    """The shard files a transformers `*.index.json` names: plain file names beside it."""
+    weight_map = _read_json_object(index_file).get("weight_map")
+    if not isinstance(weight_map, dict) or not all(isinstance(name, str) and name and Path(name).name == name
+                                                   for name in weight_map.values()):  # fmt: skip
+        raise CheckpointError(f"{index_file}: weight_map must map weight names to shard file names in its folder")
+    return sorted(set(weight_map.values()))
+
+
+def _read_transformers_dir(path: Path) -> Checkpoint:
+    config = _read_json_object(path / "config.json")
     raw: dict = {}
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (path / index_name).exists():
-            shards = sorted(set(json.loads((path / index_name).read_text())["weight_map"].values()))
+            shards = _shard_names(path / index_name)
             break
     else:
         shards = [name for name in ("model.safetensors", "pytorch_model.bin") if (path / name).exists()][:1]
