@@ -5,7 +5,9 @@ ONNX) takes minutes; the suite runs the parity step and the refusals."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -14,7 +16,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.sh"
 
 
 def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=cwd)
+    # The interpreter running the tests, wherever its environment lives (not only the repo's .venv).
+    env = {**os.environ, "PYTHON": sys.executable}
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
 def test_dry_run_parity_writes_its_json(tmp_path):
