@@ -7,6 +7,8 @@ loss scaling; bf16 needs neither, so the one-line error points to it.
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import UserError
@@ -80,8 +82,6 @@ def configure_math(device: torch.device, strict_fp32: bool = False, deterministi
       accumulate in a run-dependent order). It costs speed: attention alone runs ~2-4x slower on
       GPUs. NCCL's reductions keep their order for a fixed world size and topology.
     """
-    import os
-
     notes = []
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = not strict_fp32

@@ -45,6 +45,8 @@ def plot_timelines(timelines: Sequence, labels: Sequence[str] | None, path: str 
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("time (s); bars at the bottom: each window's top-1 class")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:  # a failed write (disk full, permissions) must not leak the figure
+        plt.close(fig)
