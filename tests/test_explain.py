@@ -1,5 +1,6 @@
 """`timesformer explain`: maps against transformers (`last`), against the explicit products
-of full token-mixing matrices (`rollout`, `grad`), against Integrated Gradients' definition
+of full token-mixing matrices (`rollout`, `grad`), against ALTI's contributions written out
+by hand from the weights (`alti`), against Integrated Gradients' definition
 over the patch tokens and its completeness (`ig`), against separate forwards of occluded clips
 (`occlusion`); the command's files and its errors."""
 
@@ -222,6 +223,143 @@ def test_occlusion_equals_separate_forwards_of_occluded_clips(attention_type, mo
         assert result.target == other and result.predicted == int(logits.argmax())
         assert (signed.numpy() < 0).any()
         np.testing.assert_allclose(result.relevance, signed.clamp(min=0).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def _hand_layer_norm(x: torch.Tensor, norm) -> torch.Tensor:
+    mean, var = x.mean(-1, keepdim=True), x.var(-1, unbiased=False, keepdim=True)
+    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight.double() + norm.bias.double()
+
+
+def _hand_heads(attn, norm, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One sequence [L, D] through one attention, by hand from the weights: per head h the
+    probabilities [H, L, L] and ``W_O^h v^h_j`` [H, L, D] (value bias in, output bias out)."""
+    dim, heads = seq.shape[-1], attn.num_heads
+    width = dim // heads
+    q, k, v = (_hand_layer_norm(seq, norm) @ attn.qkv.weight.double().T + attn.qkv.bias.double()).split(dim, -1)
+    probs, outs = [], []
+    for h in range(heads):
+        part = slice(h * width, (h + 1) * width)
+        probs.append(torch.softmax(q[:, part] @ k[:, part].T / width**0.5, dim=-1))
+        outs.append(v[:, part] @ attn.proj.weight.double()[:, part].T)
+    return torch.stack(probs), torch.stack(outs)
+
+
+def _hand_alti_row(vectors: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ferrando et al. 2022: y = sum_j T(x_j) + b; share_j ∝ max(0, |y|_1 - |y - T(x_j)|_1)."""
+    y = vectors.sum(0) + bias
+    closeness = torch.clamp(y.abs().sum() - (y - vectors).abs().sum(-1), min=0)
+    return closeness / closeness.sum(), y
+
+
+def _hand_alti_matrix(model, x: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One block's ALTI token-mixing matrix [(1+N*T)^2] (spatial step @ temporal step for divided)
+    for the block input x [1+N*T, D] (space_only: [T, 1+N, D], frames as separate images; the
+    matrix then block-diagonal per frame over T*(1+N) tokens), and the block's output, with every
+    token's vectors T_i(x_j) written out one query at a time."""
+    block = model
+    b_o = block.attn.proj.bias.double()
+
+    def sublayer(rows, attn, norm, seq, after=None, bias=b_o):
+        """Rows of queries `rows` of one attention over seq [L, D]: ALTI shares [r, L] and outputs."""
+        probs, outs = _hand_heads(attn, norm, seq)
+        if after is not None:  # temporal_fc after the projection: a linear map of every head's vector
+            outs = outs @ after.T
+        shares, outputs = [], []
+        for i in rows:
+            vectors = (probs[:, i, :, None] * outs).sum(0)
+            vectors[i] = vectors[i] + seq[i]
+            share, y = _hand_alti_row(vectors, bias)
+            shares.append(share)
+            outputs.append(y)
+        return torch.stack(shares), torch.stack(outputs), probs, outs
+
+    if block.attention_type == "space_only":
+        matrices, outputs = [], []
+        for t in range(frames):
+            shares, y, _, _ = sublayer(range(x.shape[1]), block.attn, block.norm1, x[t])
+            matrices.append(shares)
+            outputs.append(y)
+        return torch.block_diag(*matrices), torch.stack(outputs)
+    size = x.shape[0]
+    if block.attention_type == "joint_space_time":
+        shares, y, _, _ = sublayer(range(size), block.attn, block.norm1, x)
+        return shares, y
+    n_patches = (size - 1) // frames
+    temporal = torch.zeros(size, size, dtype=torch.float64)
+    temporal[0, 0] = 1.0  # the cls token takes no part in temporal attention
+    mid = x.clone()
+    fc, temporal_b_o = block.temporal_fc, block.temporal_attn.proj.bias.double()
+    for n in range(n_patches):
+        index = [1 + n * frames + t for t in range(frames)]
+        shares, y, _, _ = sublayer(range(frames), block.temporal_attn, block.temporal_norm1, x[index],
+                                   after=fc.weight.double(), bias=fc.weight.double() @ temporal_b_o + fc.bias.double())  # fmt: skip
+        temporal[np.ix_(index, index)] = shares
+        mid[index] = y
+    spatial = torch.zeros(size, size, dtype=torch.float64)
+    cls_vectors = torch.zeros_like(x)
+    cls_vectors[0] = x[0]
+    out = mid.clone()
+    for t in range(frames):
+        index = [0] + [1 + n * frames + t for n in range(n_patches)]
+        shares, y, probs, outs = sublayer(range(1, 1 + n_patches), block.attn, block.norm1, mid[index])
+        spatial[np.ix_(index[1:], index)] = shares
+        out[index[1:]] = y
+        # The cls output is x_cls plus the mean over frames of its per-frame attention outputs.
+        cls_vectors[index] += (probs[:, 0, :, None] * outs).sum(0) / frames
+    spatial[0], out[0] = _hand_alti_row(cls_vectors, b_o)
+    return spatial @ temporal, out
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_alti_equals_hand_computed_contributions(attention_type):
+    """ALTI (Ferrando et al. 2022) from the weights, one query at a time: each block's matrix,
+    rolled out as a product; the decomposition adds up to what the model computes."""
+    model, clip = _tiny_model(attention_type), _clip()
+    with torch.no_grad():
+        x = model.embed(clip[None]).double()
+        x = x if attention_type == "space_only" else x[0]
+        product = None
+        for block in model.blocks:
+            matrix, after_attention = _hand_alti_matrix(block, x, T)
+            expected_out = block.double()(x if attention_type == "space_only" else x[None], T)
+            block.float()
+            out = after_attention + block.mlp.double()(block.norm2.double()(after_attention))
+            block.float()
+            torch.testing.assert_close(out, expected_out if attention_type == "space_only" else expected_out[0])
+            np.testing.assert_allclose(matrix.sum(-1).numpy(), 1.0, rtol=1e-12)  # every row shares out 1
+            product = matrix if product is None else matrix @ product
+            x = out
+    result = explain(model, clip, method="alti")
+    if attention_type == "space_only":  # frame t's cls row of its own product; the frames' cls outputs averaged
+        size = 1 + N
+        expected = torch.stack([product[t * size, t * size + 1 : (t + 1) * size] / T for t in range(T)])
+    else:
+        expected = product[0, 1:].view(N, T).T
+    np.testing.assert_allclose(result.relevance.reshape(T, N), expected.numpy(), rtol=1e-4, atol=1e-7)
+    assert 0.0 < result.relevance.sum() < 1.0  # the cls token keeps a share of itself
+    # Recording the block inputs leaves the logits those of the fast path, and leaves no hook behind.
+    with torch.no_grad():
+        np.testing.assert_allclose(result.probs, model(clip[None])[0].softmax(-1).numpy(), rtol=1e-5, atol=1e-7)
+    assert not any(block._forward_pre_hooks for block in model.blocks)
+    assert not np.allclose(result.relevance, explain(model, clip, method="rollout").relevance, rtol=0.1)
+
+
+def test_alti_map_changes_when_the_weights_are_randomized():
+    """Adebayo et al. 2018's model randomization test: with every weight re-drawn (same scale),
+    a map that explains the model must change; one that only follows the input would not."""
+    model, clip = _tiny_model("divided_space_time"), _clip()
+    before = explain(model, clip, method="alti")
+    torch.manual_seed(5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * p.std())
+    after = explain(model, clip, method="alti")
+
+    def ranks(a: np.ndarray) -> np.ndarray:
+        return a.ravel().argsort().argsort()
+
+    assert np.corrcoef(ranks(before.relevance), ranks(after.relevance))[0, 1] < 0.5
+    assert np.abs(after.relevance - before.relevance).sum() > 0.5 * np.abs(before.relevance).sum()
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])

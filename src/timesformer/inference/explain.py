@@ -4,7 +4,7 @@
     result = explain(model, clip, method="rollout")   # clip [3, T, H, W], the model's input
     result.maps                                        # float32 [T, h, w], each frame in [0, 1]
 
-Three methods read the attention probabilities `record_attention` takes from the same model
+Four methods read the attention probabilities `record_attention` takes from the same model
 (an explicit softmax while recording, the same logits as the fast path); ``ig`` reads only
 gradients with respect to the input, and ``occlusion`` only the logits of perturbed clips:
 
@@ -25,6 +25,27 @@ gradients with respect to the input, and ``occlusion`` only the logits of pertur
   the relevance ``R = I`` updated ``R = R + A_bar @ R`` step by step (the same token-mixing
   layout as rollout, cls row of the spatial step averaged over frames); the map is R's cls
   row over the patch tokens. Class-specific: `target` (default the predicted class).
+- ``alti`` (Ferrando, Gállego & Costa-jussà 2022, "Measuring the Mixing of Contextual
+  Information in the Transformer"; pre-LN as in their ALTI+ code): how much each token's
+  vector, not its attention weight, makes up each attention sublayer's output. For a sublayer
+  whose output for token i is ``y_i = x_i + A(LN(x))_i`` the output splits exactly into one
+  vector per input token plus a constant, ``y_i = sum_j T_i(x_j) + b`` with
+  ``T_i(x_j) = sum_h a^h_ij W_O^h v^h_j + [i = j] x_j`` (``v^h_j`` head h's value of ``LN(x_j)``,
+  value bias included; ``W_O^h`` head h's columns of the output projection; the residual is the
+  sublayer's input; ``b`` the projection's bias, given to no token). Token j's share of ``y_i`` is
+  its closeness in L1, ``c_ij = max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)``, normalized so each row
+  sums to 1 (a row with nothing positive stays zero). TimeSformer's sublayers, each a step:
+  a divided block's temporal step (each patch's T tokens; its output goes through ``temporal_fc``,
+  a linear map, so ``W_O^h`` is followed by ``W_fc`` and ``b = W_fc b_O + b_fc``; the cls token is
+  not in it and keeps itself, share 1), then its spatial step (each frame's tokens with the cls
+  token; a patch's row is that frame's decomposition; the cls output is ``x_cls`` plus the mean
+  of its T per-frame outputs, so its one row decomposes over all ``1 + N*T`` tokens: ``x_cls``
+  plus ``(1/T) sum_t`` of each frame's cls-query terms on the cls token, and ``(1/T) a^h_{cls,j}
+  W_O^h v^h_j`` on patch j of frame t); a joint block is one step over all tokens; a space-only
+  block one step per frame (each frame an image, its cls outputs averaged at the end). The MLP
+  and the norms after the attention are per token: they mix nothing. The steps' matrices are
+  multiplied as rollout's (no residual added: ``T_i(x_i)`` already holds it) and the map is the
+  product's cls row over the patch tokens. Class-agnostic, like rollout.
 - ``ig``, Integrated Gradients (Sundararajan et al. 2017) with the all-zero clip as baseline
   (zero after normalization: every pixel the normalization mean, a clip with no content):
   for the target class's logit ``f``, pixel i's attribution is
@@ -59,11 +80,12 @@ from torch import nn
 
 from ..errors import UserError
 
-METHODS = ("rollout", "last", "grad", "ig", "occlusion")
+METHODS = ("rollout", "last", "grad", "alti", "ig", "occlusion")
 CLASS_SPECIFIC = ("grad", "ig", "occlusion")
 IG_STEPS = 32  # points on the path from the baseline to the clip (Sundararajan et al.: 20 to 300)
 IG_CHUNK = 4  # path points per forward/backward: bounds memory for large models
 OCCLUSION_CHUNK = 16  # occluded clips per forward: bounds memory for large models
+ALTI_CHUNK = 2**24  # float64 values of the vectors T_i(x_j) held at once (128 MiB)
 
 
 @dataclass
@@ -120,7 +142,7 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         with torch.enable_grad(), record_attention(model) as maps:
             logits = model(x)[0]
     else:
-        with torch.no_grad(), record_attention(model) as maps:
+        with torch.no_grad(), record_attention(model, block_inputs=method == "alti") as maps:
             logits = model(x)[0]
     probs = logits.detach().float().softmax(-1)
     predicted = int(probs.argmax())
@@ -133,6 +155,8 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         relevance = occlusion(model, x, target, config.patch_size).clamp(min=0).flatten(1)
     elif method == "last":
         relevance = last_layer_map(maps, attention_type, frames)
+    elif method == "alti":
+        relevance = cls_relevance(alti_steps(model, maps, frames), attention_type, frames, residual="none")
     else:
         steps = _head_means(maps) if method == "rollout" else _gradient_weighted(maps, logits[target])
         relevance = cls_relevance(steps, attention_type, frames, residual="half" if method == "rollout" else "add")
@@ -246,10 +270,12 @@ def cls_relevance(
 
     `steps`: per block the head-averaged maps (batch of one), keys as `record_attention`'s.
     residual "half": each step mixes by ``0.5 * (A + I)`` (rollout); "add": by ``I + A``
-    (Chefer's ``R = R + A R``).
+    (Chefer's ``R = R + A R``); "none": by the matrix itself (ALTI's, which holds the residual).
     """
 
     def mixing(a: torch.Tensor) -> torch.Tensor:
+        if residual == "none":
+            return a
         eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
         return 0.5 * (a + eye) if residual == "half" else a + eye
 
@@ -288,3 +314,107 @@ def _spatial_step(cls: torch.Tensor, patches: torch.Tensor, spatial: torch.Tenso
     rows = torch.cat(((cls / frames).expand(frames, 1), patches.T), dim=1)  # [T, 1+N]
     out = torch.einsum("ti,tij->tj", rows, spatial)
     return out[:, 0].sum(), out[:, 1:].T
+
+
+# --------------------------------------------------------------------------- ALTI
+
+
+@torch.no_grad()
+def alti_steps(model: nn.Module, maps: list[dict[str, torch.Tensor]], frames: int) -> list[dict[str, torch.Tensor]]:
+    """ALTI's token-to-token contributions of every attention step, float64, in the layout
+    `cls_relevance` reads (the keys of `record_attention`, head dimension gone).
+
+    `maps`: `record_attention(model, block_inputs=True)` of one clip. Divided blocks give
+    ``{"temporal": [N, T, T], "spatial": [T, 1+N, 1+N]}``; the spatial cls row, one row over all
+    tokens, is stored as rollout's layout reads it: ``[t, 0, 0]`` the cls token's share for every
+    t and ``[t, 0, 1+n]`` T times patch n of frame t's share.
+    """
+    from ..model.timesformer import Block, unwrap_model
+
+    model = unwrap_model(model)
+    attention_type = model.config.attention_type
+    steps = []
+    for block, recorded in zip(model.blocks, maps):
+        x = recorded["input"].double()  # [1, 1+N*T, D]; space_only [T, 1+N, D]
+        if attention_type == "joint_space_time":
+            shares, _ = _sublayer_alti(recorded["joint"], _head_vectors(block.attn, block.norm1, x), x,
+                                       block.attn.proj.bias.double())  # fmt: skip
+            steps.append({"joint": shares})
+            continue
+        if attention_type == "space_only":
+            shares, _ = _sublayer_alti(recorded["spatial"], _head_vectors(block.attn, block.norm1, x), x,
+                                       block.attn.proj.bias.double())  # fmt: skip
+            steps.append({"spatial": shares})
+            continue
+        cls, patches = x[0, :1], x[0, 1:].view(-1, frames, x.shape[-1])  # [1, D], [N, T, D]
+        fc_weight, fc_bias = block.temporal_fc.weight.double(), block.temporal_fc.bias.double()
+        temporal_vectors = _head_vectors(block.temporal_attn, block.temporal_norm1, patches) @ fc_weight.T
+        temporal_bias = fc_weight @ block.temporal_attn.proj.bias.double() + fc_bias
+        temporal, patches = _sublayer_alti(recorded["temporal"], temporal_vectors, patches, temporal_bias)
+        groups = Block.spatial_groups(cls[None], patches.reshape(1, -1, x.shape[-1]), frames)  # [T, 1+N, D]
+        probs, vectors = recorded["spatial"].double(), _head_vectors(block.attn, block.norm1, groups)
+        spatial_bias = block.attn.proj.bias.double()
+        spatial, _ = _sublayer_alti(probs, vectors, groups, spatial_bias)
+        spatial[:, 0] = _divided_cls_row(probs, vectors, cls[0], spatial_bias)
+        steps.append({"temporal": temporal, "spatial": spatial})
+    return steps
+
+
+def _layer_norm(norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.layer_norm(x, norm.normalized_shape, norm.weight.double(), norm.bias.double(), norm.eps)
+
+
+def _head_vectors(attention: nn.Module, norm: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """``W_O^h v^h_j`` for every head h and token j of the sequences `x` ``[G, L, D]``: ``[G, H, L, D]``
+    (the value bias inside v, the output projection's bias left out)."""
+    dim, heads = x.shape[-1], attention.num_heads
+    weight, bias = attention.qkv.weight[2 * dim :].double(), attention.qkv.bias
+    bias = None if bias is None else bias[2 * dim :].double()
+    values = torch.nn.functional.linear(_layer_norm(norm, x), weight, bias)  # [G, L, D], heads side by side
+    values = values.view(*x.shape[:-1], heads, dim // heads)
+    out_weight = attention.proj.weight.double().view(dim, heads, dim // heads)
+    return torch.einsum("glhc,dhc->ghld", values, out_weight)
+
+
+def _sublayer_alti(probs: torch.Tensor, head_vectors: torch.Tensor, residual: torch.Tensor,
+                   bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """ALTI of one attention sublayer over groups of L tokens: ``T_i(x_j) = sum_h a^h_ij
+    head_vectors[h, j] + [i = j] residual_j``, ``y_i = sum_j T_i(x_j) + bias``.
+
+    probs ``[G, H, L, L]``, head_vectors ``[G, H, L, D]``, residual ``[G, L, D]``. Returns the
+    shares ``[G, L, L]`` and the outputs ``y`` ``[G, L, D]``. The vectors T_i(x_j) are made a
+    block of rows at a time (`ALTI_CHUNK` values)."""
+    probs = probs.double()
+    outputs = torch.einsum("ghij,ghjd->gid", probs, head_vectors) + residual + bias
+    groups, tokens, dim = residual.shape
+    shares = residual.new_empty(groups, tokens, tokens)
+    rows = max(1, ALTI_CHUNK // (tokens * dim))
+    for g in range(groups):
+        for start in range(0, tokens, rows):
+            stop = min(start + rows, tokens)
+            vectors = torch.einsum("hij,hjd->ijd", probs[g, :, start:stop], head_vectors[g])  # [r, L, D]
+            index = torch.arange(start, stop)
+            vectors[index - start, index] += residual[g, start:stop]
+            shares[g, start:stop] = _closeness_shares(outputs[g, start:stop], vectors)
+    return shares, outputs
+
+
+def _divided_cls_row(probs: torch.Tensor, head_vectors: torch.Tensor, cls: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """The cls token's ALTI row in a divided block's spatial step, in the per-frame layout
+    ``[T, 1+N]`` (``[t, 0]`` the cls token's share, ``[t, 1+n]`` T times patch n of frame t's).
+
+    The model adds the mean of the T frames' cls outputs: ``y = x_cls + (1/T) sum_t sum_j
+    a^t_{cls,j} W_O v^t_j + b``, one decomposition over the cls token and all N*T patches."""
+    frames = probs.shape[0]
+    terms = torch.einsum("thj,thjd->tjd", probs[:, :, 0], head_vectors) / frames  # [T, 1+N, D]
+    vectors = torch.cat(((cls + terms[:, 0].sum(0))[None], terms[:, 1:].reshape(-1, cls.shape[-1])))
+    output = vectors.sum(0) + bias
+    shares = _closeness_shares(output[None], vectors[None])[0]  # [1 + T*N], patch n of frame t at 1 + t*N + n
+    return torch.cat((shares[:1].expand(frames, 1), frames * shares[1:].view(frames, -1)), dim=1)
+
+
+def _closeness_shares(outputs: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)`` normalized over j; outputs ``[R, D]``, vectors ``[R, J, D]``."""
+    closeness = (outputs.abs().sum(-1, keepdim=True) - (outputs[:, None] - vectors).abs().sum(-1)).clamp(min=0)
+    return closeness / closeness.sum(-1, keepdim=True).clamp(min=torch.finfo(closeness.dtype).tiny)

@@ -410,8 +410,12 @@ def _store(maps: dict, key: str, probs: torch.Tensor) -> None:
     maps[key] = probs
 
 
+def _store_input(maps: dict, module: nn.Module, args: tuple) -> None:
+    maps["input"] = args[0]
+
+
 @contextmanager
-def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]]:
+def record_attention(model: nn.Module, block_inputs: bool = False) -> Iterator[list[dict[str, torch.Tensor]]]:
     """Record every block's attention probabilities (post-softmax, pre-dropout) while inside.
 
     Yields a list with one dict per block, filled by each forward pass (the last one wins):
@@ -422,6 +426,8 @@ def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]
     explicit softmax on the plain path (same logits as the fast path); with grad enabled the
     maps are part of the autograd graph, even for a frozen model, so gradients with respect
     to them can be taken (`torch.autograd.grad(score, maps[i]["spatial"])`).
+    `block_inputs`: each dict also holds ``"input"``, the block's input tokens (``[B, 1+N*T, D]``;
+    space_only ``[B*T, 1+N, D]``), from which the block's weights give every sublayer's values.
     """
     model = unwrap_model(model)
     attention_type = model.config.attention_type
@@ -434,8 +440,12 @@ def record_attention(model: nn.Module) -> Iterator[list[dict[str, torch.Tensor]]
             recorders.append((block.temporal_attn, partial(_store, block_maps, "temporal")))
     for module, record in recorders:
         module.record = record
+    hooks = [block.register_forward_pre_hook(partial(_store_input, block_maps))
+             for block, block_maps in zip(model.blocks, maps)] if block_inputs else []  # fmt: skip
     try:
         yield maps
     finally:
         for module, _ in recorders:
             del module.record  # back to the class default, None
+        for hook in hooks:
+            hook.remove()
