@@ -31,10 +31,10 @@ def test_cached_clips_equal_decoded_clips_and_decode_once(synth):
     calls = []
     decode = cached.pipeline.__call__
 
-    class CountingPipeline:  # the dataset calls `pipeline(path, rng)`
-        def __call__(self, path, rng=None):
+    class CountingPipeline:  # the dataset calls `pipeline(path, rng, normalize)`
+        def __call__(self, path, rng=None, normalize=True):
             calls.append(path)
-            return decode(path, rng)
+            return decode(path, rng, normalize)
 
     cached.pipeline = CountingPipeline()
     for epoch in range(3):

@@ -11,6 +11,10 @@ substitute index is drawn deterministically, up to `max_tries` attempts; in vali
 and test nothing is substituted: the item carries `clip=None` and the reason, and
 `collate_samples` drops it from the batch and reports it, so metrics count it as skipped
 instead of silently scoring another video (as PaddleVideo does).
+
+With `normalize=False` the clips are the pipeline's pixel values (uint8 when no frame was
+scaled): the training engine copies them to its device and normalizes there
+(`VideoPipeline.normalize`), moving a quarter of the bytes.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class _ListDataset(torch.utils.data.Dataset):
         seed: int = 0,
         max_tries: int = 10,
         cache: bool = False,
+        normalize: bool = True,
     ):
         if mode not in SPLIT_MODES:
             raise ValueError(f"mode must be one of {SPLIT_MODES}, got {mode!r}")
@@ -63,6 +68,7 @@ class _ListDataset(torch.utils.data.Dataset):
         self.mode = mode
         self.seed = seed
         self.max_tries = max_tries
+        self.normalize = normalize
         self._warned: set[str] = set()
         # Clips by index after their first read, for pipelines without random crop / flip / scale;
         # the window of a video longer than the sampling window is then epoch 0's in every epoch.
@@ -125,7 +131,7 @@ class VideoListDataset(_ListDataset):
     """PaddleVideo's VideoDataset list: `path label` per line."""
 
     def _load(self, entry: ListEntry, rng) -> torch.Tensor:
-        return self.pipeline(entry.path, rng)
+        return self.pipeline(entry.path, rng, self.normalize)
 
 
 class FrameListDataset(_ListDataset):
@@ -135,20 +141,24 @@ class FrameListDataset(_ListDataset):
     kind = "frames"
 
     def __init__(self, file_path, data_prefix="", suffix="img_{:05}.jpg", pipeline=None, mode="test", seed=0, max_tries=10,
-                 cache=False):  # fmt: skip
-        super().__init__(file_path, data_prefix, suffix or "img_{:05}.jpg", pipeline, mode, seed, max_tries, cache)
+                 cache=False, normalize=True):  # fmt: skip
+        super().__init__(file_path, data_prefix, suffix or "img_{:05}.jpg", pipeline, mode, seed, max_tries, cache, normalize)
 
     def _load(self, entry: ListEntry, rng) -> torch.Tensor:
-        return self.pipeline.frames(entry.path, entry.num_frames, rng, self.suffix)
+        return self.pipeline.frames(entry.path, entry.num_frames, rng, self.suffix, self.normalize)
 
 
 def collate_samples(samples: list[dict]) -> dict:
     """Batch dataset items: `clip [B, V, 3, T, H, W]` (None if every item failed),
     `label [B]`, `index [B]`, `path` list, `failed = [(index, path, reason)]` (dropped items) and
-    `replaced = [(path, reason)]` (unreadable videos that training items were drawn in place of)."""
+    `replaced = [(path, reason)]` (unreadable videos that training items were drawn in place of).
+    Pixel clips of mixed dtypes (uint8 from unscaled videos, float from scaled ones) stack as float."""
     good = [s for s in samples if s["clip"] is not None]
+    clips = [s["clip"] for s in good]
+    if len({clip.dtype for clip in clips}) > 1:
+        clips = [clip.float() for clip in clips]
     return dict(
-        clip=torch.stack([s["clip"] for s in good]) if good else None,
+        clip=torch.stack(clips) if good else None,
         label=torch.tensor([s["label"] for s in good], dtype=torch.long),
         index=torch.tensor([s["index"] for s in good], dtype=torch.long),
         path=[s["path"] for s in good],

@@ -2,7 +2,11 @@
 
 `VideoPipeline` holds one split's settings (what PaddleVideo's YAML `PIPELINE.<split>`
 spells as VideoDecoder / Sampler / Normalization / JitterScale / *Crop / RandomFlip ops)
-and turns a path into float32 `[V, 3, T, H, W]`: V = 3 for UniformCrop, 1 otherwise.
+and turns a path into float32 `[V, 3, T, H, W]`: V = 3 for UniformCrop, 1 otherwise; or,
+with `normalize=False`, into the same crops as pixel values for the training device to
+normalize (`VideoPipeline.normalize`): uint8 when no frame was scaled (exact integers, a
+quarter of the bytes), float32 when the frames were scaled (bilinear values are fractions:
+rounding them would change the result).
 `preprocess` is PaddleVideo's test tensor for one file. `sample_rng` is where every random
 choice of a sample comes from, so augmentation depends on (seed, epoch, index) only.
 """
@@ -42,6 +46,8 @@ class VideoPipeline:
     crop_size, crop: "uniform" (3 views: start, end, middle), "random", "center", "none"
         [UniformCrop / RandomCrop / CenterCrop target_size]
     flip: mirror left-right with probability 0.5 [RandomFlip]
+    decode_threads: FFmpeg threads per decode; 0: FFmpeg's choice, frame threads (the
+        training loader sets it per rank, see `engine.loaders.data_threads`)
     """
 
     num_seg: int = 8
@@ -55,6 +61,7 @@ class VideoPipeline:
     flip: bool = False
     sampling_rate: int = 32
     target_fps: float = 30
+    decode_threads: int = 0
 
     def __post_init__(self):
         self.mean = tuple(float(m) for m in self.mean)
@@ -65,6 +72,8 @@ class VideoPipeline:
             raise ConfigError(f"pipeline crop: {self.crop!r} is not one of {', '.join(CROPS)}")
         if self.num_seg < 1:
             raise ConfigError(f"pipeline num_seg: {self.num_seg} must be at least 1")
+        if self.decode_threads < 0:
+            raise ConfigError(f"pipeline decode_threads: {self.decode_threads} must be 0 (FFmpeg's choice) or more")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"pipeline mean/std: need 3 values each and std > 0, got {self.mean} / {self.std}")
         if not 0 < self.short_side_min <= self.short_side_max:
@@ -91,27 +100,37 @@ class VideoPipeline:
     def num_views(self) -> int:
         return 3 if self.crop == "uniform" else 1
 
-    def __call__(self, path: str | os.PathLike, rng: np.random.Generator | None = None) -> torch.Tensor:
+    def __call__(
+        self, path: str | os.PathLike, rng: np.random.Generator | None = None, normalize: bool = True
+    ) -> torch.Tensor:
+        """`[V, 3, T, h, w]`: normalized float32, or pixel values (see the module) when not `normalize`."""
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
         with T.one_torch_thread():
-            frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler)
-            return self._views(T.stack_frames(frames), rng)
+            frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler,
+                                   threads=self.decode_threads)  # fmt: skip
+            return self._views(T.stack_frames(frames), rng, normalize)
 
     def frames(
         self, frame_dir: str | os.PathLike, num_frames: int, rng: np.random.Generator | None = None,
-        suffix: str = "img_{:05}.jpg",
+        suffix: str = "img_{:05}.jpg", normalize: bool = True,
     ) -> torch.Tensor:
         """The same for PaddleVideo's frames format (a folder of `img_00001.jpg` ...)."""
-        return self.transform(read_frames(frame_dir, num_frames, self.num_seg, suffix), rng)
+        return self.transform(read_frames(frame_dir, num_frames, self.num_seg, suffix), rng, normalize)
 
-    def transform(self, frames: np.ndarray, rng: np.random.Generator | None = None) -> torch.Tensor:
-        """uint8 `[T, H, W, 3]` -> float32 `[V, 3, T, h, w]`: scale, crop, flip, normalize."""
+    def transform(self, frames: np.ndarray, rng: np.random.Generator | None = None, normalize: bool = True) -> torch.Tensor:
+        """uint8 `[T, H, W, 3]` -> `[V, 3, T, h, w]`: scale, crop, flip, normalize (unless not `normalize`)."""
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
         with T.one_torch_thread():
-            return self._views(T.stack_frames([scaler(frame) for frame in frames]), rng)
+            return self._views(T.stack_frames([scaler(frame) for frame in frames]), rng, normalize)
 
-    def _views(self, clip: torch.Tensor, rng: np.random.Generator | None) -> torch.Tensor:
-        """Scaled float `[T, 3, H, W]` (0..255) -> `[V, 3, T, h, w]`: crop, flip, normalize."""
+    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Pixel values `[..., 3, T, h, w]` from `normalize=False`, on any device -> the float32
+        tensor `normalize=True` gives (the same maths, `transforms.normalize_pixels`)."""
+        return T.normalize_pixels(pixels, self.mean, self.std)
+
+    def _views(self, clip: torch.Tensor, rng: np.random.Generator | None, normalize: bool = True) -> torch.Tensor:
+        """Scaled `[T, 3, H, W]` (0..255) -> `[V, 3, T, h, w]`: crop, flip, normalize (float32) or
+        keep the pixel values (the clip's dtype)."""
         height, width = clip.shape[-2:]
         if self.crop == "uniform":
             offsets = T.uniform_crop_offsets(height, width, self.crop_size)
@@ -123,9 +142,12 @@ class VideoPipeline:
             offsets = [(0, 0)]
         crop_h, crop_w = (height, width) if self.crop == "none" else (self.crop_size, self.crop_size)
         flip = self.flip and T.flip_coin(_need(rng, "RandomFlip"))
-        out = torch.empty((len(offsets), 3, clip.shape[0], crop_h, crop_w), dtype=torch.float32)
+        out = torch.empty((len(offsets), 3, clip.shape[0], crop_h, crop_w), dtype=torch.float32 if normalize else clip.dtype)
         for view, (top, left) in enumerate(offsets):
-            T.normalized_crop(clip, top, left, crop_h, crop_w, self.mean, self.std, flip, out=out[view])
+            if normalize:
+                T.normalized_crop(clip, top, left, crop_h, crop_w, self.mean, self.std, flip, out=out[view])
+            else:
+                out[view].copy_(T.crop(clip, top, left, crop_h, crop_w, flip))
         return out
 
 

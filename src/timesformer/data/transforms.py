@@ -1,12 +1,15 @@
 """Clip transforms on torch tensors, PaddleVideo's TimeSformer ops without PIL.
 
-Clips travel as float `[T, 3, H, W]` tensors holding pixel values in [0, 255] (stored
+Clips travel as `[T, 3, H, W]` tensors holding pixel values in [0, 255] (stored
 channels-last, the layout the decoder's `[H, W, 3]` frames already have, which is also
-the layout torch's bilinear kernel is fastest on). Frames are scaled one by one as the
-decoder delivers them. Normalization comes last, fused with the copy that makes each crop
-contiguous: `(x / 255 - mean) / std` is a per-channel affine map, and bilinear resizing
-and cropping are linear maps that act on each channel alone, so the order does not change
-the result (up to float rounding), and normalizing last touches only the pixels kept.
+the layout torch's bilinear kernel is fastest on): uint8 while no frame was scaled, float
+once bilinear scaling made fractional values. Frames are scaled one by one as the decoder
+delivers them. Normalization comes last, fused with the copy that makes each crop
+contiguous (`normalized_crop`), or later on the training device (`crop` keeps the pixel
+values, `normalize_pixels` finishes there with the same maths): `(x / 255 - mean) / std` is
+a per-channel affine map, and bilinear resizing and cropping are linear maps that act on
+each channel alone, so the order does not change the result (up to float rounding), and
+normalizing last touches only the pixels kept.
 
 Every random choice takes an explicit `numpy.random.Generator` (see `pipeline.sample_rng`).
 """
@@ -70,8 +73,9 @@ def _check_fits(height: int, width: int, size: int) -> None:
 
 
 class ShortSideScaler:
-    """JitterScale frame by frame: uint8 `[H, W, 3]` -> float32 `[1, 3, h, w]` (0..255,
-    channels-last storage).
+    """JitterScale frame by frame: uint8 `[H, W, 3]` -> `[1, 3, h, w]` (0..255, channels-last
+    storage): the frame itself, uint8, when its short side already is the size; float32 when
+    scaled.
 
     The short side is drawn (`round(uniform(min, max))`, no draw when min == max) at the
     first frame, i.e. after the decoder drew the window, so a sample's draws keep one
@@ -93,7 +97,7 @@ class ShortSideScaler:
             else:
                 self.size = jitter_size(self.min_size, self.max_size, self.rng)
         if min(rgb.shape[:2]) == self.size:
-            return torch.from_numpy(rgb.astype(np.float32)).permute(2, 0, 1)[None]
+            return torch.from_numpy(rgb).permute(2, 0, 1)[None]
         if self._buffer is None or self._buffer.shape != rgb.shape:
             self._buffer = np.empty(rgb.shape, np.float32)
         np.copyto(self._buffer, rgb)  # numpy: one thread, never waits for a busy pool
@@ -137,6 +141,21 @@ def flip_coin(rng: np.random.Generator, p: float = 0.5) -> bool:
     return float(rng.random()) < p
 
 
+def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int, flip: bool = False) -> torch.Tensor:
+    """The `[3, T, h, w]` view of `[T, 3, H, W]` cut at `(top, left)`, mirrored left-right when `flip`."""
+    view = clip[:, :, top : top + height, left : left + width].permute(1, 0, 2, 3)
+    return view.flip(-1) if flip else view
+
+
+def _affine(mean: Sequence[float], std: Sequence[float], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(x / 255 - mean) / std` as `x * scale + bias`, per channel, shaped `[3, 1, 1, 1]`
+    (computed in float64, then rounded once)."""
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).float().view(-1, 1, 1, 1)
+    bias = (-torch.tensor(mean, dtype=torch.float64) / std_t).float().view(-1, 1, 1, 1)
+    return scale.to(device), bias.to(device)
+
+
 def normalized_crop(
     clip: torch.Tensor,
     top: int,
@@ -148,15 +167,19 @@ def normalized_crop(
     flip: bool = False,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Cut `[T, 3, H, W]` (0..255) at `(top, left)` and return contiguous `[3, T, h, w]`
+    """Cut `[T, 3, H, W]` (0..255) at `(top, left)` and return contiguous float32 `[3, T, h, w]`
     normalized as `(x / 255 - mean) / std`, mirrored left-right when `flip`, written into
     `out` when given. Unflipped, the crop is read once and written once."""
-    view = clip[:, :, top : top + height, left : left + width].permute(1, 0, 2, 3)
-    if flip:
-        view = view.flip(-1)
-    std_t = torch.tensor(std, dtype=torch.float64)
-    scale = (1.0 / (255.0 * std_t)).float().view(-1, 1, 1, 1)
-    bias = (-torch.tensor(mean, dtype=torch.float64) / std_t).float().view(-1, 1, 1, 1)
+    view = crop(clip, top, left, height, width, flip)
+    scale, bias = _affine(mean, std)
     if out is None:
         out = torch.empty(view.shape, dtype=torch.float32)
     return torch.addcmul(bias, view, scale, out=out)
+
+
+def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Pixel values `[..., 3, T, H, W]` (uint8 or float, 0..255) on any device -> float32
+    `(x / 255 - mean) / std`: `normalized_crop`'s maths, for clips that crossed to the
+    training device as pixels."""
+    scale, bias = _affine(mean, std, pixels.device)
+    return torch.addcmul(bias, pixels, scale)

@@ -26,12 +26,12 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import av
 import numpy as np
 
-from timesformer.errors import VideoReadError
+from timesformer.errors import UserError, VideoReadError
 from timesformer.utils import first_line
 
 MODES = ("train", "valid", "test")
@@ -63,6 +63,7 @@ class _Window:
     start_pts: float
     end_pts: float
     positions: np.ndarray  # int64 [num_seg], possibly >= kept count (then: the last frame)
+    threads: int = 0  # FFmpeg threads for the pass; 0: FFmpeg's choice
 
 
 def linspace_positions(start: float, end: float, num_seg: int, num_frames: int) -> np.ndarray:
@@ -90,6 +91,48 @@ def _start_end(num_frames: float, clip_size: float, mode: str, rng: np.random.Ge
     return start, start + clip_size - 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a scheduler's or `taskset`'s share)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class DataThreads:
+    """How one process decodes: workers (DataLoader processes, or predict's decode threads) and
+    FFmpeg threads per decode, within its share of the machine's cores (`data_threads`)."""
+
+    workers: int  # decoding workers (0: the main process decodes)
+    ffmpeg_threads: int  # per decode; 1: no frame threads
+    cores: int  # cores this process may run on
+    local_ranks: int  # processes of the job on this machine (torchrun's LOCAL_WORLD_SIZE)
+
+    def describe(self) -> str:
+        workers = f"{self.workers} worker{'s' * (self.workers != 1)}" if self.workers else "no workers (main process)"
+        return (f"data: {workers} x {self.ffmpeg_threads} FFmpeg thread{'s' * (self.ffmpeg_threads != 1)} per rank, "
+                f"{self.cores} cores / {self.local_ranks} local rank{'s' * (self.local_ranks != 1)}")  # fmt: skip
+
+
+def data_threads(num_workers: int, cores: int | None = None, env: Mapping[str, str] = os.environ) -> DataThreads:
+    """Size a rank's decoding to its share of the cores, `cores // LOCAL_WORLD_SIZE` (at least 1), so
+    that 8 ranks x workers x FFmpeg threads never oversubscribe the machine: at most `share` workers
+    (`DATASET.num_workers` asks for more only to be capped), and each decode gets the cores the
+    workers leave, `share // workers` FFmpeg threads (1 once the workers fill the share: frame
+    threads would only compete with the other workers). `cores` defaults to this process's
+    affinity; a launcher that already binds each rank to its own cores needs no division, so
+    such a launch runs with LOCAL_WORLD_SIZE unset or 1."""
+    cores = usable_cores() if cores is None else cores
+    text = env.get("LOCAL_WORLD_SIZE", "1")
+    try:
+        local_ranks = int(text)
+    except ValueError:
+        local_ranks = 0
+    if local_ranks < 1:
+        raise UserError(f"LOCAL_WORLD_SIZE={text!r}: expected the number of this job's processes on this machine (>= 1)")
+    share = max(1, cores // local_ranks)
+    workers = min(num_workers, share)
+    return DataThreads(workers, max(1, share // max(workers, 1)), cores, local_ranks)
+
+
 def open_video(path: str | os.PathLike):
     """`av.open` for reading a user's file: metadata that is not UTF-8 (a Latin-1 title) is
     decoded with replacement characters instead of failing the whole video."""
@@ -103,10 +146,11 @@ def _frame_rate(stream) -> float | None:
     return None
 
 
-def _seek(container, path: str, offset: int):
+def _seek(container, path: str, offset: int, threads: int = 0):
     """PaddleVideo's seek (backward, to a keyframe, on the video stream) to pts `offset` in
-    `container`, freshly opened on `path`; returns the container to decode from, with
-    frame threads on. The caller closes it (closing twice is harmless)."""
+    `container`, freshly opened on `path`; returns the container to decode from, decoding
+    with `threads` FFmpeg threads (0: FFmpeg's choice; frame threads unless 1). The caller
+    closes it (closing twice is harmless)."""
     try:
         container.seek(offset, backward=True, any_frame=False, stream=container.streams.video[0])
     except av.FFmpegError:
@@ -116,7 +160,12 @@ def _seek(container, path: str, offset: int):
         # A stream without an index (raw H.264, empty AVI) refuses even a seek to 0, and the
         # failed seek leaves the demuxer astray: start again from the top.
         container = open_video(path)
-    container.streams.video[0].thread_type = "AUTO"  # frame threads: whole frames in parallel
+    stream = container.streams.video[0]
+    if threads == 1:  # the rank's cores are busy with other workers' decodes already
+        stream.thread_count = 1
+    else:
+        stream.thread_type = "AUTO"  # frame threads: whole frames in parallel
+        stream.thread_count = threads
     return container
 
 
@@ -138,7 +187,7 @@ def _decode(container, path: str, window: _Window, keep_all: bool, convert: Call
     kept = 0
     previous_pts = None
     in_order = True
-    container = _seek(container, path, max(int(window.start_pts) - SEEK_MARGIN, 0))
+    container = _seek(container, path, max(int(window.start_pts) - SEEK_MARGIN, 0), window.threads)
     try:
         for frame in container.decode(container.streams.video[0]):
             pts = frame.pts if frame.pts is not None else (previous_pts + 1 if previous_pts is not None else 0)
@@ -205,7 +254,7 @@ def _decode_planned(container, path: str, window: _Window, convert) -> tuple[int
     decoding stops at the last sampled frame. Returns None when this does not apply (a container that makes pts up)
     or the decoder's frames do not match the plan; the caller then decodes the plain way.
     """
-    container = _seek(container, path, max(int(window.start_pts) - SEEK_MARGIN, 0))
+    container = _seek(container, path, max(int(window.start_pts) - SEEK_MARGIN, 0), window.threads)
     try:
         stream = container.streams.video[0]
         packets = []
@@ -356,17 +405,19 @@ def sample_frames(
     sampling_rate: int = 32,
     target_fps: float = 30,
     convert: Callable[[np.ndarray], Any] | None = None,
+    threads: int = 0,
 ) -> list:
     """`read_clip` as a list of `convert(frame)` for each sampled uint8 `[H, W, 3]` frame.
 
     `convert` runs on each frame as soon as it is decoded (overlapping the decoder's
-    threads); a frame sampled twice is converted once and listed twice.
+    threads); a frame sampled twice is converted once and listed twice. `threads`: FFmpeg
+    threads per decode (0: FFmpeg's choice).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     path = require_video_file(path)
     try:
-        return _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert or (lambda rgb: rgb))
+        return _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert or (lambda rgb: rgb), threads)
     except VideoReadError:
         raise
     except (av.FFmpegError, OSError, EOFError) as exc:
@@ -388,7 +439,7 @@ def _one_line(exc: BaseException) -> str:
     return first_line(getattr(exc, "strerror", None) or exc)
 
 
-def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> list:
+def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert, threads) -> list:
     # One container serves the metadata and the first decoding pass: opening probes the
     # stream, which for a large video costs as much as decoding a few frames.
     with open_video(path) as container:
@@ -408,7 +459,7 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             # from 0 within what the window decodes.
             start, end = _start_end(stream.frames, clip_size, mode, rng)
             timebase = stream.duration / stream.frames
-            window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg))
+            window = _Window(int(start * timebase), int(end * timebase), _positions(0, clip_size - 1, num_seg), threads)
             promised = _frames_promised(stream.frames, start, end)  # before _gather closes the container
             kept, frames = _gather(path, container, window, convert)
             if kept and is_truncated(kept, promised):
@@ -421,7 +472,7 @@ def _sample(path, num_seg, mode, rng, sampling_rate, target_fps, convert) -> lis
             # The demuxed packet count predicts the decoded count; if it was wrong, draw again.
             guess = _count_packets(path) if mode != "test" else 0
             start, end = _start_end(guess, clip_size, mode, rng)
-            window = _Window(0, math.inf, _positions(start, end, num_seg))
+            window = _Window(0, math.inf, _positions(start, end, num_seg), threads)
             kept, frames = _gather(path, container, window, convert)
             if kept and mode != "test" and kept != guess:
                 start, end = _start_end(kept, clip_size, mode, rng)

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..data.video import data_threads
 from ..inference.views import average_views
 from ..model.checkpoints import load_weights
 from ..model.timesformer import build_model
 from .config import Config, build_pipeline
 from .distributed import DistContext, all_gather_objects
 from .logging import RunLogger
-from .loaders import build_dataset, make_loader
+from .loaders import build_dataset, clips_to_device, make_loader
 from .order import EvalBatchSampler
 from .signals import StopRequest
 
@@ -64,11 +65,13 @@ def evaluate(
 ) -> EvalResult:
     """Run `model` over this rank's batches of `loader`; results merged over all ranks.
 
-    `progress`: optional callable run after each batch (e.g. a tqdm bar's update).
+    `loader`'s dataset delivers pixel clips (`loaders.build_dataset`), normalized here on the
+    device with its pipeline. `progress`: optional callable run after each batch (e.g. a tqdm
+    bar's update).
     """
     was_training = model.training
     model.eval()
-    device = ctx.device
+    device, pipeline = ctx.device, loader.dataset.pipeline
     videos: dict[int, tuple[str, int, np.ndarray]] = {}  # index -> (path, label, scores)
     failed: dict[int, tuple[str, str]] = {}
     for batch in loader:
@@ -77,7 +80,7 @@ def evaluate(
         clip = batch["clip"]
         if clip is not None and clip.shape[0] > 0:
             num_views = clip.shape[1]
-            clip = clip.to(device, non_blocking=True).flatten(0, 1)  # [B*V, 3, T, H, W]
+            clip = clips_to_device(clip, pipeline, device)  # [B*V, 3, T, H, W]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(clip)
             scores = average_views(logits, num_views, avg_type).cpu().numpy()
@@ -118,7 +121,9 @@ def run_test(cfg: Config, weights: str, ctx: DistContext, log: RunLogger, amp_dt
     model.to(ctx.device)
     dataset = build_dataset(cfg, "test", cfg.seed)
     sampler = EvalBatchSampler(len(dataset), cfg.DATASET.test_batch_size, ctx.world_size, ctx.rank)
-    loader = make_loader(dataset, sampler, cfg, ctx.device)
+    threads = data_threads(cfg.DATASET.num_workers)
+    log.info(threads.describe())
+    loader = make_loader(dataset, sampler, threads, ctx.device)
     views = build_pipeline(cfg, "test").num_views
     log.info(f"[TEST] {len(dataset)} videos x {views} views, batch {cfg.DATASET.test_batch_size} x "
              f"{ctx.world_size} processes, device {ctx.device}, amp {amp_dtype or 'off'}")  # fmt: skip

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from ..data.video import data_threads
 from ..devices import configure_math, resolve_amp_dtype
 from ..errors import UserError
 from ..model.checkpoints import load_weights, save_model
@@ -40,7 +41,7 @@ from .distributed import (
     is_comm_failure,
 )
 from .evaluate import EvalResult, evaluate, topk_correct
-from .loaders import build_dataset, make_loader
+from .loaders import build_dataset, clips_to_device, make_loader
 from .lock import OutputLock
 from .logging import RunLogger, format_train_line
 from .optim import build_optimizer, lr_at, set_lr
@@ -236,12 +237,14 @@ class Trainer:
         labels = np.array([entry.label for entry in self.train_set.entries], dtype=np.int64)
         balance = labels if cfg.DATASET.sampler == "balanced" else None
         self.sampler = TrainBatchSampler(len(self.train_set), self.layout, self.seed, balance_labels=balance)
-        self.train_loader = make_loader(self.train_set, self.sampler, cfg, device)
+        threads = data_threads(cfg.DATASET.num_workers)
+        log.info(threads.describe())
+        self.train_loader = make_loader(self.train_set, self.sampler, threads, device)
         self.valid_loader = None
         if options.validate:
             valid_set = build_dataset(cfg, "valid", self.seed)
             valid_sampler = EvalBatchSampler(len(valid_set), cfg.DATASET.valid_batch, ctx.world_size, ctx.rank)
-            self.valid_loader = make_loader(valid_set, valid_sampler, cfg, device)
+            self.valid_loader = make_loader(valid_set, valid_sampler, threads, device)
         self.class_weights = None  # MODEL.head.loss_weight: balanced -> n / (k * count) per class
         if cfg.MODEL.head.loss_weight == "balanced":
             weights = balanced_class_weights(labels, cfg.MODEL.head.num_classes)
@@ -354,8 +357,9 @@ class Trainer:
             reader_cost += time.perf_counter() - wait
             for path, reason in batch["replaced"]:  # warned here: workers cannot tell each other
                 self.train_set.warn_unreadable(path, reason)
-            clip, labels = batch["clip"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
-            clip, labels = clip.flatten(0, 1), labels.repeat_interleave(clip.shape[1])  # views are clips
+            views = batch["clip"].shape[1]
+            clip = clips_to_device(batch["clip"], self.train_set.pipeline, device)
+            labels = batch["label"].to(device, non_blocking=True).repeat_interleave(views)  # views are clips
             # Dropout / drop-path noise from (seed, epoch, step, rank, micro-batch): exact on resume.
             torch.manual_seed(derive_seed(self.seed, DROPOUT_STREAM, epoch, step, self.ctx.rank, micro))
             # DDP averages gradients over ranks on the last micro-batch only.

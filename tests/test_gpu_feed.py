@@ -1,0 +1,137 @@
+"""The training feed: pixel clips (uint8 when unscaled) normalized on the device equal the CPU
+pipeline's float tensors; per-rank worker / FFmpeg thread sizing; fused optimizers and DDP
+options only where they apply."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from test_video import HEIGHT, WIDTH, encode_video  # tests/ is on sys.path under pytest
+from timesformer.data.datasets import VideoListDataset, collate_samples
+from timesformer.data.pipeline import VideoPipeline, sample_rng
+from timesformer.data.video import _seek, data_threads, open_video, read_clip
+from timesformer.engine.loaders import clips_to_device, make_loader
+from timesformer.errors import UserError
+
+MEAN, STD = (0.45, 0.40, 0.35), (0.225, 0.25, 0.2)
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    return encode_video(tmp_path_factory.mktemp("feed") / "v.mp4", 40)
+
+
+def list_of(tmp_path, video, count: int = 2):
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"{video} {i}\n" for i in range(count)))
+    return listing
+
+
+def test_unscaled_clips_travel_as_uint8_and_normalize_to_the_cpu_pipelines_tensor(tmp_path, video):
+    pipeline = VideoPipeline(num_seg=4, short_side_min=HEIGHT, short_side_max=HEIGHT, crop_size=32, crop="uniform",
+                             mean=MEAN, std=STD)  # fmt: skip
+    pixels = VideoListDataset(list_of(tmp_path, video), pipeline=pipeline, normalize=False)
+    floats = VideoListDataset(list_of(tmp_path, video), pipeline=pipeline)
+    batch = collate_samples([pixels[0], pixels[1]])
+    assert batch["clip"].dtype == torch.uint8 and batch["clip"].shape == (2, 3, 3, 4, 32, 32)
+    cpu = collate_samples([floats[0], floats[1]])["clip"]
+    assert batch["clip"].nbytes * 4 == cpu.nbytes  # a quarter of the bytes per clip
+    on_device = clips_to_device(batch["clip"], pipeline, CPU)
+    assert on_device.dtype == torch.float32 and torch.equal(on_device, cpu.flatten(0, 1))
+    # Against the closed form on the decoded frames: UniformCrop 32 of 64x48 at left 0, 32, 16.
+    frames = torch.from_numpy(read_clip(video, 4, "test")).double().permute(3, 0, 1, 2)  # [3, T, H, W]
+    mean, std = torch.tensor(MEAN).double().view(3, 1, 1, 1), torch.tensor(STD).double().view(3, 1, 1, 1)
+    for view, left in enumerate((0, 32, 16)):
+        expected = (frames[:, :, 8:40, left : left + 32] / 255 - mean) / std
+        assert (on_device[view].double() - expected).abs().max() < 1e-5
+
+
+def test_scaled_clips_stay_float_pixels_and_still_equal_the_cpu_pipeline(tmp_path, video):
+    pipeline = VideoPipeline.for_mode("train", 4, short_side_min=56, short_side_max=72, crop_size=48, mean=MEAN, std=STD)
+    pixels = VideoListDataset(list_of(tmp_path, video, 4), pipeline=pipeline, mode="train", seed=5, normalize=False)
+    floats = VideoListDataset(list_of(tmp_path, video, 4), pipeline=pipeline, mode="train", seed=5)
+    keys = [(2, i) for i in range(4)]
+    batch = collate_samples([pixels[k] for k in keys])["clip"]
+    # bilinear values are fractions: rounding them to uint8 would change the model's input
+    assert batch.dtype == torch.float32 and not torch.equal(batch, batch.round())
+    assert -1e-3 <= batch.min() and batch.max() <= 255 + 1e-3  # pixel values, not normalized
+    assert torch.equal(clips_to_device(batch, pipeline, CPU), collate_samples([floats[k] for k in keys])["clip"].flatten(0, 1))
+
+
+def test_a_batch_of_scaled_and_unscaled_clips_stacks_as_float():
+    unscaled = torch.randint(0, 256, (1, 3, 2, 4, 4), dtype=torch.uint8)
+    scaled = torch.rand(1, 3, 2, 4, 4) * 255
+    batch = collate_samples([dict(clip=unscaled, label=0, index=0, path="a", error=None),
+                             dict(clip=scaled, label=1, index=1, path="b", error=None)])["clip"]  # fmt: skip
+    assert batch.dtype == torch.float32 and torch.equal(batch[0], unscaled.float()) and torch.equal(batch[1], scaled)
+
+
+def test_device_normalized_feed_matches_paddlevideos_tensor(tmp_path, example_avi, paddle_fixture):
+    ref = np.load(paddle_fixture / "video_example.npz")["input"]  # [1, 3, 3 * 8, 224, 224], crops along T
+    pipeline = VideoPipeline.for_mode("test", 8)
+    dataset = VideoListDataset(list_of(tmp_path, example_avi, 1), pipeline=pipeline, normalize=False)
+    clips = clips_to_device(collate_samples([dataset[0]])["clip"], pipeline, CPU)  # [3 views, 3, 8, 224, 224]
+    ours = clips.permute(1, 0, 2, 3, 4).reshape(ref.shape).numpy()
+    assert np.abs(ours - ref).max() <= 2e-3
+
+
+def test_sample_rng_keeps_the_pixel_and_float_paths_on_one_draw(video):
+    pipeline = VideoPipeline.for_mode("train", 4, short_side_min=48, short_side_max=48, crop_size=40)
+    pixels = pipeline(video, sample_rng(0, 1, 3), normalize=False)
+    assert pixels.dtype == torch.uint8  # short side already 48: no scaling, exact integers
+    assert torch.equal(pipeline.normalize(pixels), pipeline(video, sample_rng(0, 1, 3)))
+
+
+# --------------------------------------------------------------------------- per-rank sizing
+
+
+def test_eight_ranks_on_sixteen_cores_get_two_workers_of_one_ffmpeg_thread():
+    threads = data_threads(4, cores=16, env={"LOCAL_WORLD_SIZE": "8"})
+    assert (threads.workers, threads.ffmpeg_threads) == (2, 1)
+    assert threads.describe() == "data: 2 workers x 1 FFmpeg thread per rank, 16 cores / 8 local ranks"
+    roomy = data_threads(4, cores=64, env={"LOCAL_WORLD_SIZE": "8"})  # 8 cores each: 4 workers x 2 threads
+    assert (roomy.workers, roomy.ffmpeg_threads) == (4, 2)
+    alone = data_threads(0, cores=2, env={})  # no torchrun, no workers: the main process decodes with both cores
+    assert (alone.workers, alone.ffmpeg_threads, alone.local_ranks) == (0, 2, 1)
+    assert alone.describe() == "data: no workers (main process) x 2 FFmpeg threads per rank, 2 cores / 1 local rank"
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3, 16, 96])
+@pytest.mark.parametrize("ranks", [1, 2, 8])
+@pytest.mark.parametrize("workers", [0, 1, 4, 32])
+def test_ranks_times_workers_times_ffmpeg_threads_never_exceed_the_cores(cores, ranks, workers):
+    threads = data_threads(workers, cores=cores, env={"LOCAL_WORLD_SIZE": str(ranks)})
+    decoders = max(threads.workers, 1)  # with no workers the main process decodes
+    assert ranks * decoders * threads.ffmpeg_threads <= max(cores, ranks)
+    assert threads.workers <= workers and threads.ffmpeg_threads >= 1
+    if workers and cores >= ranks * workers:
+        assert threads.workers == workers  # a cap, never a cut below what fits
+
+
+@pytest.mark.parametrize("value", ["0", "eight", "-2"])
+def test_a_broken_local_world_size_is_one_line(value):
+    with pytest.raises(UserError, match=f"LOCAL_WORLD_SIZE='{value}'"):
+        data_threads(4, cores=16, env={"LOCAL_WORLD_SIZE": value})
+
+
+@pytest.mark.parametrize("threads, count, kind", [(1, 1, None), (3, 3, "AUTO"), (0, 0, "AUTO")])
+def test_decode_uses_the_ffmpeg_threads_it_is_given(video, threads, count, kind):
+    with open_video(video) as container:
+        stream = _seek(container, str(video), 0, threads).streams.video[0]
+        assert stream.thread_count == count
+        if kind:
+            assert stream.thread_type.name == kind
+    pipeline = VideoPipeline(num_seg=4, short_side_min=HEIGHT, short_side_max=HEIGHT, crop_size=32, decode_threads=threads)
+    assert torch.equal(pipeline(video, normalize=False), VideoPipeline(num_seg=4, short_side_min=HEIGHT,
+                       short_side_max=HEIGHT, crop_size=32)(video, normalize=False))  # fmt: skip
+
+
+def test_make_loader_decodes_as_the_plan_says(tmp_path, video):
+    dataset = VideoListDataset(list_of(tmp_path, video, 2), pipeline=VideoPipeline(num_seg=2, short_side_min=HEIGHT,
+                               short_side_max=HEIGHT, crop_size=32), normalize=False)  # fmt: skip
+    loader = make_loader(dataset, [[0], [1]], data_threads(8, cores=6, env={"LOCAL_WORLD_SIZE": "2"}), CPU)
+    assert loader.num_workers == 2 and dataset.pipeline.decode_threads == 1  # 3 cores each; 2 batches only
+    assert not loader.pin_memory  # pinned for CUDA only
