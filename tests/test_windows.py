@@ -196,3 +196,29 @@ def test_stream_cli_reads_stdin_and_writes_json_lines(tiny_weights, tmp_path, mo
     assert "windows dropped" in captured.err
     assert main(["predict", "-w", str(tiny_weights), "--stream", str(tmp_path / "absent.ts")]) == 1
     assert main(["predict", "-w", str(tiny_weights), "--stream", "-", "-i", str(ts)]) == 1
+
+
+def test_stream_open_on_a_silent_url_ends_at_ctrl_c_or_at_its_timeout(monkeypatch):
+    """FFmpeg waits for a silent URL until its open timeout; Ctrl-C must not wait with it."""
+    import _thread
+    import socket
+
+    from timesformer.errors import UserError
+    from timesformer.inference import stream
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)  # the kernel completes the connections; nothing is ever sent back
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/live.ts"
+        ctrl_c = threading.Timer(0.3, _thread.interrupt_main)  # SIGINT's path: KeyboardInterrupt in the main thread
+        started = time.monotonic()
+        ctrl_c.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                stream.open_source(url)
+        finally:
+            ctrl_c.cancel()
+        assert time.monotonic() - started < 2.0 < stream.OPEN_TIMEOUT_SECONDS
+        monkeypatch.setattr(stream, "OPEN_TIMEOUT_SECONDS", 0.5)
+        with pytest.raises(UserError, match="nothing arrived for 0.5 s"):  # a timeout is an error, not a Ctrl-C
+            stream.open_source(url)

@@ -45,7 +45,58 @@ class StreamPrediction:
 
 
 def open_source(source) -> av.container.InputContainer:
-    """A PyAV container on `source`: "-" (stdin), a camera device (/dev/videoN), a URL, a path or a file object."""
+    """A PyAV container on `source`: "-" (stdin), a camera device (/dev/videoN), a URL, a path or a file object.
+
+    FFmpeg's open returns only when the source answers or at its timeout, and Python acts on
+    Ctrl-C only between the main thread's bytecodes: the open runs in a helper thread while
+    this one waits in short steps, so Ctrl-C ends a wait on a silent source at once.
+    """
+    opening = _Opening(source)
+    threading.Thread(target=opening.run, name="stream-open", daemon=True).start()
+    try:
+        while not opening.done.wait(0.1):
+            pass
+    except KeyboardInterrupt:
+        opening.abandon()
+        raise
+    if opening.error is not None:
+        raise opening.error
+    return opening.container
+
+
+class _Opening:
+    """One open of a source in a helper thread; a container that arrives after Ctrl-C is closed."""
+
+    def __init__(self, source):
+        self.source = source
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.container: av.container.InputContainer | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            container = _open(self.source)
+        except BaseException as err:  # a UserError, or a bug: raised in the waiting thread
+            self.error = err
+            self.done.set()
+            return
+        with self.lock:
+            if self.abandoned:
+                container.close()
+                return
+            self.container = container
+        self.done.set()
+
+    def abandon(self) -> None:
+        with self.lock:
+            self.abandoned = True
+            if self.container is not None:
+                self.container.close()
+
+
+def _open(source) -> av.container.InputContainer:
     try:
         if isinstance(source, str) and source.startswith("/dev/video"):
             return av.open(source, format="v4l2")
@@ -56,11 +107,10 @@ def open_source(source) -> av.container.InputContainer:
         # FFmpeg reads 5 s of a stream before the first frame by default; a live source cannot wait.
         options = {"analyzeduration": str(int(PROBE_SECONDS * 1e6)), "probesize": "1000000"}
         if isinstance(source, str) and "://" in source:
-            # PyAV holds the GIL while FFmpeg opens a URL, so Ctrl-C waits for the open's timeout.
             return av.open(source, mode="r", options=options, timeout=(OPEN_TIMEOUT_SECONDS, 30.0))
         return av.open(source, mode="r", options=options)
-    except av.ExitError:  # Ctrl-C while FFmpeg waited for the source
-        raise KeyboardInterrupt from None
+    except av.ExitError:  # PyAV's interrupt callback: the open timed out
+        raise UserError(f"--stream {source}: nothing arrived for {OPEN_TIMEOUT_SECONDS:g} s") from None
     except (av.FFmpegError, OSError, EOFError) as err:
         raise UserError(f"--stream {source}: cannot open ({first_line(err)})") from None
 
