@@ -1,6 +1,6 @@
 """The training feed: pixel clips (uint8 when unscaled) normalized on the device equal the CPU
-pipeline's float tensors; per-rank worker / FFmpeg thread sizing; fused optimizers and DDP
-options only where they apply."""
+pipeline's float tensors; per-rank worker / FFmpeg thread sizing; predict's decode threads and
+batch size on a GPU; fused optimizers and DDP options only where they apply."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from test_video import HEIGHT, WIDTH, encode_video  # tests/ is on sys.path under pytest
+from test_video import HEIGHT, encode_video  # tests/ is on sys.path under pytest
 from timesformer.data.datasets import VideoListDataset, collate_samples
 from timesformer.data.pipeline import VideoPipeline, sample_rng
-from timesformer.data.video import _seek, data_threads, open_video, read_clip
+from timesformer.data.video import _seek, data_threads, open_video, read_clip, usable_cores
 from timesformer.engine.loaders import clips_to_device, make_loader
 from timesformer.errors import UserError
+from timesformer.inference.engines import TorchEngine
+from timesformer.inference.predictor import CPU_DECODE_THREADS, GPU_BATCH_SIZE, Predictor, decode_sizing
+from timesformer.inference.spec import InferenceSpec
 
 MEAN, STD = (0.45, 0.40, 0.35), (0.225, 0.25, 0.2)
 CPU = torch.device("cpu")
@@ -135,3 +138,44 @@ def test_make_loader_decodes_as_the_plan_says(tmp_path, video):
     loader = make_loader(dataset, [[0], [1]], data_threads(8, cores=6, env={"LOCAL_WORLD_SIZE": "2"}), CPU)
     assert loader.num_workers == 2 and dataset.pipeline.decode_threads == 1  # 3 cores each; 2 batches only
     assert not loader.pin_memory  # pinned for CUDA only
+
+
+# --------------------------------------------------------------------------- predict on a GPU
+
+
+def test_predict_decode_sizing_fills_a_gpu_and_leaves_the_cpu_to_the_model():
+    gpu = decode_sizing(True, cores=16)
+    assert (gpu.workers, gpu.ffmpeg_threads) == (16, 1)  # every core decodes one video
+    assert (decode_sizing(True, 4, cores=16).workers, decode_sizing(True, 4, cores=16).ffmpeg_threads) == (4, 4)
+    cpu = decode_sizing(False, cores=16)
+    assert (cpu.workers, cpu.ffmpeg_threads) == (CPU_DECODE_THREADS, 0)  # 0: FFmpeg's own choice, as before
+    assert decode_sizing(False, 5, cores=16).workers == 5
+
+
+class GpuStandIn:
+    """An engine that says it runs on a GPU and records the batches it is given."""
+
+    on_gpu = True
+
+    def __init__(self):
+        self.batch_sizes: list[int] = []
+
+    def __call__(self, batch: torch.Tensor) -> np.ndarray:
+        self.batch_sizes.append(len(batch))
+        return np.zeros((len(batch), 2), np.float32)
+
+
+def test_a_gpu_predictor_batches_gpu_batch_size_videos_and_decodes_with_every_core(tmp_path, video):
+    spec = InferenceSpec(num_seg=2, target_size=32, short_size=HEIGHT, num_classes=2)
+    engine = GpuStandIn()
+    predictor = Predictor(engine, spec)
+    assert predictor.batch_size == GPU_BATCH_SIZE and predictor.num_workers == usable_cores()
+    assert predictor.pipeline.decode_threads == 1
+    predictions = predictor.predict([str(video)] * (GPU_BATCH_SIZE + 2), top_k=1)
+    assert len(predictions) == GPU_BATCH_SIZE + 2 and engine.batch_sizes == [GPU_BATCH_SIZE, 2]
+    predictor.predict([str(video)] * 3, top_k=1, batch_size=2)  # an explicit batch size wins
+    assert engine.batch_sizes[2:] == [2, 1]
+    with pytest.raises(UserError, match="--batch_size 0"):
+        predictor.predict([str(video)], batch_size=0)
+    cpu = Predictor(TorchEngine(torch.nn.Linear(1, 1), spec), spec)  # the engine's device decides
+    assert (cpu.batch_size, cpu.num_workers, cpu.pipeline.decode_threads) == (1, CPU_DECODE_THREADS, 0)

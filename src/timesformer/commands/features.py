@@ -32,8 +32,9 @@ def register(sub) -> None:
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="autocast precision; auto: bf16 where the device computes it natively, else fp32 (default: auto)")  # fmt: skip
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
-    parser.add_argument("--batch_size", type=int, default=1, help="videos (or windows) per forward pass (default: 1)")
-    parser.add_argument("--num_workers", type=int, default=2, help="threads decoding videos ahead of the model (default: 2)")
+    parser.add_argument("--batch_size", type=int, default=None, help="videos (or windows) per forward pass (default: 1; 8 on a GPU)")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="threads decoding videos ahead of the model (default: 2; on a GPU one per core)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from ..utils import check_distinct_paths
 
     for flag, value in (("--batch_size", args.batch_size), ("--num_workers", args.num_workers)):
-        if value < 1:
+        if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
     check_window_args(args.window, args.stride)
     if args.override and not args.config:

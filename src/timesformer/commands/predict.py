@@ -55,14 +55,15 @@ def register(sub) -> None:
     parser.add_argument("-w", "--weights", help="checkpoint in any format load_model reads (runs PyTorch)")
     parser.add_argument("--params_file", help="PaddleVideo's flag: ignored with --model_file (ONNX keeps its weights), else the same as -w")
     parser.add_argument("--use_gpu", type=str2bool, default=False, metavar="True|False", help="run on CUDA when available (default: False)")
-    parser.add_argument("--batch_size", type=int, default=1, help="videos per forward pass (default: 1)")
+    parser.add_argument("--batch_size", type=int, default=None, help="videos per forward pass (default: 1; 8 on a GPU)")
     parser.add_argument("--top_k", type=int, default=None, help="classes to show (default: the config's INFERENCE.top_k, else 1)")
     parser.add_argument("--label_file", help="class names, `id name` or one name per line (default: beside the ONNX model, or Kinetics-400 for 400 classes)")
     parser.add_argument("--json", metavar="FILE", help="also write the predictions as a JSON list")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                         help="PyTorch autocast precision; auto: bf16 where the device computes it natively, else fp32 "
                         "(default: auto); ONNX Runtime runs the fp32 model")  # fmt: skip
-    parser.add_argument("--num_workers", type=int, default=2, help="threads decoding videos ahead of the model (default: 2)")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="threads decoding videos ahead of the model (default: 2; on a GPU one per core)")  # fmt: skip
     parser.add_argument("--window", type=float, default=None, metavar="S",
                         help="predict along each video: one prediction per window of S seconds (with --stream: the window "
                         "predicted on, default: the test clip's span)")  # fmt: skip
@@ -83,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.override) if args.config else None
     predictor = _build_predictor(args, cfg)
     print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
+    if predictor.engine.on_gpu:
+        print(f"[predict] GPU feed: {predictor.decoding.workers} decode threads x {predictor.decoding.ffmpeg_threads} FFmpeg "
+              f"thread(s), batch {args.batch_size or predictor.batch_size} videos", file=sys.stderr)  # fmt: skip
     top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
     top_k = min(top_k, predictor.spec.num_classes)
     if args.stream is not None:
@@ -100,7 +104,7 @@ def _check_modes(args: argparse.Namespace) -> None:
     if (args.input_file is None) == (args.stream is None):
         raise UserError("give either -i/--input_file (videos) or --stream SOURCE (a live stream)")
     for flag, value in (("--batch_size", args.batch_size), ("--num_workers", args.num_workers)):
-        if value < 1:
+        if value is not None and value < 1:
             raise UserError(f"{flag} {value}: must be at least 1")
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top_k {args.top_k}: must be at least 1")

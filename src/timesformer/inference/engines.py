@@ -43,6 +43,10 @@ class TorchEngine:
         self.net = MultiViewModel(model, spec.num_seg, spec.avg_type).to(self.device).eval()
 
     @property
+    def on_gpu(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
     def description(self) -> str:
         how = ", chosen by --precision auto" if self.chosen else ""
         return f"PyTorch on {self.device.type} ({self.precision}{how})"
@@ -80,6 +84,10 @@ class OnnxEngine:
             raise CheckpointError(f"{model_file}: not a readable ONNX model ({first_line(err)})") from None
         self.provider = self.session.get_providers()[0]
         self.input_name = self.session.get_inputs()[0].name
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.provider == "CUDAExecutionProvider"
 
     @property
     def description(self) -> str:
