@@ -15,6 +15,10 @@ and exits 1 if any step failed):
    Runtime provider ran (CUDA needs the `export-gpu` extra).
 5. mfu: `timesformer bench` TimeSformer-B at batch 32, bf16 (flash SDPA) and fp32, against the
    GPU's datasheet peaks when the GPU is in PEAK_TFLOPS; flash attention checked to run.
+6. compile: does torch.compile pay off at batch 32 bf16? The forward with `bench --compile`
+   (whole model), and the training step (forward + backward + SGD, bench's `make_step`) eager
+   against every Block compiled in place; compile times reported apart.
+The JSON is rewritten after every step, so a run cut short keeps the figures it reached.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,7 +41,7 @@ from timesformer.utils import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 # max |logits - CPU fp32 logits| / max |CPU fp32 logits|, TimeSformer-B with random weights.
 TOLERANCES = {"fp32": 1e-4, "tf32": 1e-2, "bf16": 5e-2, "fp16": 1e-2}
-STEPS = ("parity", "train", "torchrun", "onnx", "mfu")
+STEPS = ("parity", "train", "torchrun", "onnx", "mfu", "compile")
 RESUME_TOLERANCE = 1e-3  # max relative weight difference, resumed against uninterrupted
 # Dense datasheet peaks (TFLOP/s, no sparsity) per GPU name fragment: bf16/fp16, TF32, fp32.
 PEAK_TFLOPS = {
@@ -189,11 +194,71 @@ def check_mfu(work: Path, device: torch.device, dry_run: bool) -> dict:
     return result
 
 
+def time_train_steps(model: torch.nn.Module, device: torch.device, batch: int, steps: int) -> dict:
+    """bench's training step (bf16 autocast, forward + backward + SGD) on `model`: the first step
+    (compiling, for a compiled model) apart from the median of the next `steps`."""
+    from types import SimpleNamespace
+
+    from timesformer.bench.timing import synchronize
+    from timesformer.bench.train_step import make_step
+
+    c = model.config
+    x = torch.randn(batch, c.in_chans, c.num_frames, c.img_size, c.img_size, device=device)
+    labels = torch.arange(batch, device=device) % c.num_classes
+    step = make_step(SimpleNamespace(device=device), model, "bf16")(x, labels)
+    times = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        step()  # returns loss.item(): the step has finished on the device
+        synchronize(device)
+        times.append(time.perf_counter() - started)
+    median = statistics.median(times[1:])
+    return dict(first_step_s=times[0], median_step_s=median, clips_per_s=batch / median)
+
+
+def check_compile(work: Path, device: torch.device, dry_run: bool) -> dict:
+    """Eager against torch.compile at batch 32 bf16 (tiny sizes in a dry run). Forward: `bench
+    --compile`, the whole model compiled. Training step: every Block compiled in place (regional
+    compilation: the blocks share one compiled graph, so compiling forward and backward takes
+    seconds where the whole model takes minutes, and the step speed is the same question)."""
+    import dataclasses
+
+    from timesformer.model.timesformer import TimeSformer, TimeSformerConfig
+
+    report = work / "bench_compile.json"
+    args = ["bench", "--device", str(device), "--what", "model", "--precision", "bf16", "--compile",
+            "--repeat", "5", "--warmup", "2", "--no-compare-transformers", "--json", str(report)]  # fmt: skip
+    args += ["--preset", "tiny", "--batch", "2"] if dry_run else ["--preset", "vit-b", "--batch", "32"]
+    timesformer(*args, timeout=300)
+    bench = json.loads(report.read_text())
+    forward = {row["impl"]: row for row in bench["results"] if row["what"] == "model"}
+    eager, compiled = forward["ours"], forward.get("ours+compile")
+    result = dict(forward=dict(eager_s=eager["median_s"], compiled_s=compiled and compiled["median_s"],
+                               compile_s=compiled and compiled.get("compile_s"),
+                               speedup=compiled and eager["median_s"] / compiled["median_s"],
+                               error=bench["checks"].get("compile_errors")))  # fmt: skip
+
+    batch, steps = (2, 2) if dry_run else (32, 5)
+    config = TimeSformerConfig(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_frames=4) if dry_run else TimeSformerConfig()
+    config = dataclasses.replace(config, drop_path_rate=0.0)  # as bench's train step: the same work in both
+    torch.manual_seed(0)
+    model = TimeSformer(config).to(device).train()
+    train = dict(eager=time_train_steps(model, device, batch, steps))
+    for block in model.blocks:
+        block.compile()
+    train["compiled_blocks"] = time_train_steps(model, device, batch, steps)
+    train["compile_s"] = train["compiled_blocks"]["first_step_s"] - train["eager"]["median_step_s"]
+    train["speedup"] = train["eager"]["median_step_s"] / train["compiled_blocks"]["median_step_s"]
+    result["train_step"] = train
+    result.update(batch=batch, precision="bf16", ok=compiled is not None)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dry-run", action="store_true", help="run every step on the CPU at tiny sizes (no GPU needed)")
     parser.add_argument("--out", default="gpu_check.json", help="the JSON of figures (default: gpu_check.json)")
-    parser.add_argument("--steps", default="parity,train,torchrun,onnx,mfu", help="comma-separated subset of the steps")
+    parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of the steps")
     args = parser.parse_args(argv)
     if not args.dry_run and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; use --dry-run to run the steps on the CPU", file=sys.stderr)
@@ -216,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             "torchrun": lambda: check_torchrun(work, data, device),
             "onnx": lambda: check_onnx(work, data, device),
             "mfu": lambda: check_mfu(work, device, args.dry_run),
+            "compile": lambda: check_compile(work, device, args.dry_run),
         }
         for step in steps:
             started = time.perf_counter()
@@ -229,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             result["seconds"] = round(time.perf_counter() - started, 1)
             report["steps"][step] = result
             print(f"gpu_check: {step} {'ok' if result['ok'] else 'FAILED'} ({result['seconds']} s)", file=sys.stderr, flush=True)
-    report["ok"] = all(r["ok"] for r in report["steps"].values())
-    atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
+            report["ok"] = all(r["ok"] for r in report["steps"].values())
+            atomic_write_text(args.out, json.dumps(report, indent=2, default=str) + "\n")
     print(f"gpu_check: {'all steps ok' if report['ok'] else 'some steps FAILED'}; figures in {args.out}")
     return 0 if report["ok"] else 1
 

@@ -12,7 +12,9 @@ from test_video import HEIGHT, encode_video  # tests/ is on sys.path under pytes
 from timesformer.data.datasets import VideoListDataset, collate_samples
 from timesformer.data.pipeline import VideoPipeline, sample_rng
 from timesformer.data.video import _seek, data_threads, open_video, read_clip, usable_cores
+from timesformer.engine.config.schema import OptimizerConfig, WeightDecayConfig
 from timesformer.engine.loaders import clips_to_device, make_loader
+from timesformer.engine.optim import build_optimizer, load_optimizer_state
 from timesformer.errors import UserError
 from timesformer.inference.engines import TorchEngine
 from timesformer.inference.predictor import CPU_DECODE_THREADS, GPU_BATCH_SIZE, Predictor, decode_sizing
@@ -179,3 +181,33 @@ def test_a_gpu_predictor_batches_gpu_batch_size_videos_and_decodes_with_every_co
         predictor.predict([str(video)], batch_size=0)
     cpu = Predictor(TorchEngine(torch.nn.Linear(1, 1), spec), spec)  # the engine's device decides
     assert (cpu.batch_size, cpu.num_workers, cpu.pipeline.decode_threads) == (1, CPU_DECODE_THREADS, 0)
+
+
+# --------------------------------------------------------------------------- optimizer kernels
+
+
+@pytest.mark.parametrize("name", ["Momentum", "AdamW"])
+def test_optimizers_are_fused_on_cuda_only_and_resume_keeps_this_runs_choice(name):
+    spec = OptimizerConfig(name, momentum=0.9, use_nesterov=True, weight_decay=WeightDecayConfig(value=1e-2))
+    torch.manual_seed(0)
+    plain_model, fused_model = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    fused_model.load_state_dict(plain_model.state_dict())
+    plain = build_optimizer(spec, plain_model, 0.1, CPU)
+    assert all(group["fused"] is None for group in plain.param_groups)  # not passed on a CPU
+    # On CUDA the flag is passed (torch's CPU build runs fused SGD / AdamW too, which shows it here).
+    fused = build_optimizer(spec, fused_model, 0.1, torch.device("cuda"))
+    assert all(group["fused"] is True for group in fused.param_groups)
+    x = torch.randn(4, 3)
+    for model, optimizer in ((plain_model, plain), (fused_model, fused)):
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(x).square().sum().backward()
+            optimizer.step()
+    for a, b in zip(plain_model.parameters(), fused_model.parameters()):  # the same update, up to rounding
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    resumed = build_optimizer(spec, plain_model, 0.1, CPU)
+    load_optimizer_state(resumed, fused.state_dict())  # a CUDA run's state resumed on a CPU
+    assert all(group["fused"] is None for group in resumed.param_groups)
+    saved = fused.state_dict()["state"][0]
+    for key, value in resumed.state_dict()["state"][0].items():
+        assert torch.equal(torch.as_tensor(value), torch.as_tensor(saved[key]))

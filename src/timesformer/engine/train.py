@@ -44,7 +44,7 @@ from .evaluate import EvalResult, evaluate, topk_correct
 from .loaders import build_dataset, clips_to_device, make_loader
 from .lock import OutputLock
 from .logging import RunLogger, format_train_line
-from .optim import build_optimizer, lr_at, set_lr
+from .optim import build_optimizer, load_optimizer_state, lr_at, set_lr
 from .order import DROPOUT_STREAM, BatchLayout, EvalBatchSampler, TrainBatchSampler, balanced_class_weights, derive_seed
 from .signals import StopRequest
 from .state import (
@@ -253,15 +253,18 @@ class Trainer:
         self.module = build_train_model(cfg, options, self.seed, resume, log, ctx).to(device)  # saved, evaluated
         self.model = self.module  # what runs forward/backward: the DDP wrapper when distributed
         if ctx.distributed:
-            self.model = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None)
-        self.optimizer = build_optimizer(cfg.OPTIMIZER, self.module, self.lr(0, 0))
+            # Gradients as views of DDP's all-reduce buckets: no copy in or out of them, one gradient-sized
+            # buffer less.
+            self.model = DistributedDataParallel(self.module, device_ids=[device.index] if device.type == "cuda" else None,
+                                                 gradient_as_bucket_view=True)  # fmt: skip
+        self.optimizer = build_optimizer(cfg.OPTIMIZER, self.module, self.lr(0, 0), device)
         self.scaler = torch.amp.GradScaler(device.type) if use_scaler else None
 
         self.epochs_done, self.steps_done, self.best_top1 = 0, 0, None
         self.last_checkpoint: Path | None = None
         if resume is not None:
             state = resume.state
-            self.optimizer.load_state_dict(state["optimizer"])
+            load_optimizer_state(self.optimizer, state["optimizer"])
             if self.scaler is not None and state["scaler"]:
                 self.scaler.load_state_dict(state["scaler"])
             restore_rng(state["rng"])
