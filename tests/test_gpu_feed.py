@@ -4,6 +4,8 @@ batch size on a GPU; fused optimizers and DDP options only where they apply."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -211,3 +213,25 @@ def test_optimizers_are_fused_on_cuda_only_and_resume_keeps_this_runs_choice(nam
     saved = fused.state_dict()["state"][0]
     for key, value in resumed.state_dict()["state"][0].items():
         assert torch.equal(torch.as_tensor(value), torch.as_tensor(saved[key]))
+
+
+# --------------------------------------------------------------------------- bench loader
+
+
+def test_bench_loader_reports_both_feeds_with_their_bytes_and_the_ranks_share(tmp_path, video, monkeypatch):
+    from timesformer import cli
+
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "--preset", "tiny", "--what", "train,loader", "--batch", "2", "--precision", "fp32",
+                     "--repeat", "1", "--warmup", "0", "--videos", str(video), "--workers", "0,1",
+                     "--no-compare-transformers", "--json", str(out)]) == 0  # fmt: skip
+    rows = [row for row in json.loads(out.read_text())["results"] if row["what"] == "loader"]
+    assert [row["impl"] for row in rows] == ["float feed, workers=0", "pixels feed, workers=0",
+                                             "float feed, workers=1", "pixels feed, workers=1"]  # fmt: skip
+    values = 3 * 4 * 32 * 32  # one view of the tiny preset: 3 channels x 4 frames x 32 x 32
+    for row in rows:
+        assert row["bytes_per_clip"] == values * (1 if row["feed_dtype"] == "uint8" else 4)
+        assert row["loader_clips_per_s"] > 0 and row["train_step_clips_per_s"] > 0
+        assert row["data_threads"].endswith(f"{usable_cores()} cores / 2 local ranks")
+    assert rows[0]["feed_dtype"] == "float32"  # the CPU-normalized feed
