@@ -339,13 +339,16 @@ def contribution_steps(model: nn.Module, maps: list[dict[str, torch.Tensor]], fr
     tokens, is stored as rollout's layout reads it: ``[t, 0, 0]`` the cls token's share for every
     t and ``[t, 0, 1+n]`` T times patch n of frame t's share.
     """
+    from tqdm import tqdm
+
     from ..model.timesformer import Block, unwrap_model
 
     model = unwrap_model(model)
     attention_type = model.config.attention_type
     measure = _closeness_shares if method == "alti" else _norm_shares
     steps = []
-    for block, recorded in zip(model.blocks, maps):
+    blocks = tqdm(zip(model.blocks, maps), total=len(maps), desc=method, unit="block", leave=False, disable=None)
+    for block, recorded in blocks:
         x = recorded["input"].double()  # [1, 1+N*T, D]; space_only [T, 1+N, D]
         if attention_type == "joint_space_time":
             shares, _ = _sublayer_contributions(recorded["joint"], _head_vectors(block.attn, block.norm1, x), x,
