@@ -46,8 +46,9 @@ def test_unscaled_clips_travel_as_uint8_and_normalize_to_the_cpu_pipelines_tenso
     assert batch["clip"].dtype == torch.uint8 and batch["clip"].shape == (2, 3, 3, 4, 32, 32)
     cpu = collate_samples([floats[0], floats[1]])["clip"]
     assert batch["clip"].nbytes * 4 == cpu.nbytes  # a quarter of the bytes per clip
-    on_device = clips_to_device(batch["clip"], pipeline, CPU)
+    on_device = clips_to_device(batch["clip"], pixels, CPU)
     assert on_device.dtype == torch.float32 and torch.equal(on_device, cpu.flatten(0, 1))
+    assert torch.equal(clips_to_device(cpu, floats, CPU), on_device)  # a normalizing dataset's clips are not normalized twice
     # Against the closed form on the decoded frames: UniformCrop 32 of 64x48 at left 0, 32, 16.
     frames = torch.from_numpy(read_clip(video, 4, "test")).double().permute(3, 0, 1, 2)  # [3, T, H, W]
     mean, std = torch.tensor(MEAN).double().view(3, 1, 1, 1), torch.tensor(STD).double().view(3, 1, 1, 1)
@@ -65,7 +66,7 @@ def test_scaled_clips_stay_float_pixels_and_still_equal_the_cpu_pipeline(tmp_pat
     # bilinear values are fractions: rounding them to uint8 would change the model's input
     assert batch.dtype == torch.float32 and not torch.equal(batch, batch.round())
     assert -1e-3 <= batch.min() and batch.max() <= 255 + 1e-3  # pixel values, not normalized
-    assert torch.equal(clips_to_device(batch, pipeline, CPU), collate_samples([floats[k] for k in keys])["clip"].flatten(0, 1))
+    assert torch.equal(clips_to_device(batch, pixels, CPU), collate_samples([floats[k] for k in keys])["clip"].flatten(0, 1))
 
 
 def test_a_batch_of_scaled_and_unscaled_clips_stacks_as_float():
@@ -80,7 +81,7 @@ def test_device_normalized_feed_matches_paddlevideos_tensor(tmp_path, example_av
     ref = np.load(paddle_fixture / "video_example.npz")["input"]  # [1, 3, 3 * 8, 224, 224], crops along T
     pipeline = VideoPipeline.for_mode("test", 8)
     dataset = VideoListDataset(list_of(tmp_path, example_avi, 1), pipeline=pipeline, normalize=False)
-    clips = clips_to_device(collate_samples([dataset[0]])["clip"], pipeline, CPU)  # [3 views, 3, 8, 224, 224]
+    clips = clips_to_device(collate_samples([dataset[0]])["clip"], dataset, CPU)  # [3 views, 3, 8, 224, 224]
     ours = clips.permute(1, 0, 2, 3, 4).reshape(ref.shape).numpy()
     assert np.abs(ours - ref).max() <= 2e-3
 

@@ -68,10 +68,7 @@ def bench_loader(session: BenchSession) -> None:
                 pixels = item["clip"]
                 clip_bytes.append(pixels.nbytes / (pixels.shape[0] * pixels.shape[1]))
                 dtypes.add(str(pixels.dtype).removeprefix("torch."))
-                if feed == "float":
-                    clips = pixels.flatten(0, 1).to(device, non_blocking=True)
-                else:
-                    clips = clips_to_device(pixels, dataset.pipeline, device)
+                clips = clips_to_device(pixels, dataset, device)
                 session.forward(model, clips, precision)()
                 synchronize(device)
                 done = time.perf_counter()

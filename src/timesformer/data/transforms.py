@@ -182,4 +182,4 @@ def normalize_pixels(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[
     `(x / 255 - mean) / std`: `normalized_crop`'s maths, for clips that crossed to the
     training device as pixels."""
     scale, bias = _affine(mean, std, pixels.device)
-    return torch.addcmul(bias, pixels, scale)
+    return torch.addcmul(bias, pixels.float(), scale)

@@ -65,13 +65,12 @@ def evaluate(
 ) -> EvalResult:
     """Run `model` over this rank's batches of `loader`; results merged over all ranks.
 
-    `loader`'s dataset delivers pixel clips (`loaders.build_dataset`), normalized here on the
-    device with its pipeline. `progress`: optional callable run after each batch (e.g. a tqdm
-    bar's update).
+    Pixel clips (`loaders.build_dataset`) are normalized here on the device with the dataset's
+    pipeline. `progress`: optional callable run after each batch (e.g. a tqdm bar's update).
     """
     was_training = model.training
     model.eval()
-    device, pipeline = ctx.device, loader.dataset.pipeline
+    device = ctx.device
     videos: dict[int, tuple[str, int, np.ndarray]] = {}  # index -> (path, label, scores)
     failed: dict[int, tuple[str, str]] = {}
     for batch in loader:
@@ -80,7 +79,7 @@ def evaluate(
         clip = batch["clip"]
         if clip is not None and clip.shape[0] > 0:
             num_views = clip.shape[1]
-            clip = clips_to_device(clip, pipeline, device)  # [B*V, 3, T, H, W]
+            clip = clips_to_device(clip, loader.dataset, device)  # [B*V, 3, T, H, W]
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(clip)
             scores = average_views(logits, num_views, avg_type).cpu().numpy()

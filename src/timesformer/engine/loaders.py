@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from ..data.datasets import FrameListDataset, VideoListDataset, collate_samples
-from ..data.pipeline import VideoPipeline
 from ..data.video import DataThreads
 from ..errors import UserError
 from .config import Config, build_pipeline, require_file
@@ -70,7 +69,9 @@ def make_loader(dataset, batch_sampler: Sampler, threads: DataThreads, device: t
     )
 
 
-def clips_to_device(pixels: torch.Tensor, pipeline: VideoPipeline, device: torch.device) -> torch.Tensor:
-    """A batch's pixel clips `[B, V, 3, T, H, W]` -> the model's float32 `[B*V, 3, T, H, W]` on
-    `device`: copied as they are (asynchronously from pinned memory), normalized there."""
-    return pipeline.normalize(pixels.to(device, non_blocking=True).flatten(0, 1))
+def clips_to_device(clips: torch.Tensor, dataset, device: torch.device) -> torch.Tensor:
+    """A batch's clips `[B, V, 3, T, H, W]` from `dataset` -> the model's float32 `[B*V, 3, T, H, W]`
+    on `device`: copied as they are (asynchronously from pinned memory), then normalized there
+    with the dataset's pipeline when the dataset delivers pixel values (`normalize=False`)."""
+    clips = clips.to(device, non_blocking=True).flatten(0, 1)
+    return clips if dataset.normalize else dataset.pipeline.normalize(clips)

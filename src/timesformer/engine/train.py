@@ -361,7 +361,7 @@ class Trainer:
             for path, reason in batch["replaced"]:  # warned here: workers cannot tell each other
                 self.train_set.warn_unreadable(path, reason)
             views = batch["clip"].shape[1]
-            clip = clips_to_device(batch["clip"], self.train_set.pipeline, device)
+            clip = clips_to_device(batch["clip"], self.train_set, device)
             labels = batch["label"].to(device, non_blocking=True).repeat_interleave(views)  # views are clips
             # Dropout / drop-path noise from (seed, epoch, step, rank, micro-batch): exact on resume.
             torch.manual_seed(derive_seed(self.seed, DROPOUT_STREAM, epoch, step, self.ctx.rank, micro))
