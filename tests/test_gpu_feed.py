@@ -17,7 +17,7 @@ from timesformer.data.video import _seek, data_threads, open_video, read_clip, u
 from timesformer.engine.config.schema import OptimizerConfig, WeightDecayConfig
 from timesformer.engine.loaders import clips_to_device, make_loader
 from timesformer.engine.optim import build_optimizer, load_optimizer_state
-from timesformer.errors import UserError
+from timesformer.errors import ConfigError, UserError
 from timesformer.inference.engines import TorchEngine
 from timesformer.inference.predictor import CPU_DECODE_THREADS, GPU_BATCH_SIZE, Predictor, decode_sizing
 from timesformer.inference.spec import InferenceSpec
@@ -123,6 +123,11 @@ def test_ranks_times_workers_times_ffmpeg_threads_never_exceed_the_cores(cores, 
 def test_a_broken_local_world_size_is_one_line(value):
     with pytest.raises(UserError, match=f"LOCAL_WORLD_SIZE='{value}'"):
         data_threads(4, cores=16, env={"LOCAL_WORLD_SIZE": value})
+
+
+def test_a_negative_decode_thread_count_is_one_line():
+    with pytest.raises(ConfigError, match="decode_threads: -1"):
+        VideoPipeline(decode_threads=-1)
 
 
 @pytest.mark.parametrize("threads, count, kind", [(1, 1, None), (3, 3, "AUTO"), (0, 0, "AUTO")])
