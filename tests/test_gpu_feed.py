@@ -241,3 +241,28 @@ def test_bench_loader_reports_both_feeds_with_their_bytes_and_the_ranks_share(tm
         assert row["loader_clips_per_s"] > 0 and row["train_step_clips_per_s"] > 0
         assert row["data_threads"].endswith(f"{usable_cores()} cores / 2 local ranks")
     assert rows[0]["feed_dtype"] == "float32"  # the CPU-normalized feed
+
+
+def test_a_fused_optimizer_takes_the_trainers_grad_scaler_sequence():
+    # The trainer's fp16 step: scale, backward, unscale_, clip, scaler.step, update. Fused SGD (as on
+    # CUDA; torch's CPU build runs it too) must give the plain optimizer's weights, and skip a step
+    # whose gradients overflowed.
+    spec = OptimizerConfig("Momentum", momentum=0.9, use_nesterov=True, weight_decay=WeightDecayConfig(value=1e-2))
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x = torch.randn(4, 3)
+    for model, device in zip(models, (CPU, torch.device("cuda"))):
+        optimizer = build_optimizer(spec, model, 0.1, device)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+        for scale_up in (1.0, float("inf"), 1.0):  # the middle step overflows
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(model(x).square().sum() * scale_up).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            scaler.step(optimizer)
+            scaler.update()
+        assert scaler.get_scale() == 2.0**9  # halved once: the overflow was seen and its step skipped
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+    for plain, fused in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(plain, fused, rtol=1e-5, atol=1e-6)
