@@ -10,6 +10,7 @@ import av
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from timesformer import build_model, save_model
 from timesformer.inference.explain import explain
@@ -350,8 +351,8 @@ def test_contributions_equal_hand_computed_ones(attention_type, method):
     assert not np.allclose(result.relevance, explain(model, clip, method="rollout").relevance, rtol=0.1)
 
 
-@pytest.mark.parametrize("method", ["alti", "norm"])
-def test_contribution_map_changes_when_the_weights_are_randomized(method):
+@pytest.mark.parametrize("method", ["alti", "norm", "lrp"])
+def test_map_changes_when_the_weights_are_randomized(method):
     """Adebayo et al. 2018's model randomization test: with every weight re-drawn (same scale),
     a map that explains the model must change; one that only follows the input would not."""
     model, clip = _tiny_model("divided_space_time"), _clip()
@@ -367,6 +368,115 @@ def test_contribution_map_changes_when_the_weights_are_randomized(method):
 
     # Spearman's rank correlation of the two maps, Adebayo et al.'s measure of similarity.
     assert np.corrcoef(ranks(before.relevance), ranks(after.relevance))[0, 1] < 0.5
+
+
+def _without_biases(model: torch.nn.Module) -> torch.nn.Module:
+    """Every bias zero (qkv, projections, MLP, temporal_fc, LayerNorms, head): nothing but the
+    tokens feeds the logit, so a conservative explanation must give all of it to the tokens."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.zero_()
+    return model
+
+
+def _plain_gradient_x_input(model, x: torch.Tensor, target: int) -> torch.Tensor:
+    with record_attention(model, block_inputs=True) as maps:
+        logit = model(x.clone().requires_grad_(True))[0, target]
+    tokens = maps[0]["input"]
+    (gradient,) = torch.autograd.grad(logit, tokens)
+    return (tokens * gradient).sum(-1).double().detach()
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_lrp_is_conservative_without_biases(attention_type):
+    """Ali et al. 2022: with the attention probabilities and LayerNorm's std constant (and the
+    GELU gate, LRP's identity through an activation), the network is linear and homogeneous in
+    the tokens once the biases are gone: the tokens' relevances add up to the logit."""
+    from timesformer.inference.explain import conservative_lrp
+
+    model, x = _without_biases(_tiny_model(attention_type)), _clip()[None]
+    with torch.no_grad():
+        logits = model(x)[0]
+    other = (int(logits.argmax()) + 1) % 5
+    for target in (None, other):
+        returned, relevance = conservative_lrp(model, x, target)
+        expected = int(logits.argmax()) if target is None else target
+        assert relevance.shape == ((1, 1 + N * T) if attention_type != "space_only" else (T, 1 + N))
+        torch.testing.assert_close(returned, logits, rtol=1e-5, atol=1e-6)  # the rules change no value
+        total, logit = float(relevance.sum()), float(logits[expected])
+        assert abs(total - logit) < 1e-4, (total, logit)
+    # The plain gradient x input of the same model is not conservative (LayerNorm is
+    # scale-invariant): the rules are what makes the sum come out.
+    plain = _plain_gradient_x_input(model, x, other)
+    assert abs(float(plain.sum()) - float(logits[other])) > 1e-2
+
+
+def _layer_norm_by_hand(x, norm):
+    centered = x - x.mean(-1, keepdim=True)
+    return centered / (centered.pow(2).mean(-1, keepdim=True) + norm.eps).sqrt().detach() * norm.weight + norm.bias
+
+
+def _attention_by_hand(x, attn):
+    """[G, L, D] -> [G, L, D] with the probabilities detached (the AH rule), heads written out."""
+    heads, dim = attn.num_heads, x.shape[-1]
+    q, k, v = F.linear(x, attn.qkv.weight, attn.qkv.bias).split(dim, dim=-1)
+    outs = []
+    for h in range(heads):
+        cols = slice(h * dim // heads, (h + 1) * dim // heads)
+        probs = torch.softmax(q[..., cols] @ k[..., cols].transpose(-1, -2) / (dim // heads) ** 0.5, dim=-1)
+        outs.append(probs.detach() @ v[..., cols])
+    return F.linear(torch.cat(outs, dim=-1), attn.proj.weight, attn.proj.bias)
+
+
+def _one_block_logits_by_hand(model, tokens: torch.Tensor, attention_type: str) -> torch.Tensor:
+    """The one-block model from its first block's input [1, 1+N*T, D], every rule spelled out."""
+    block = model.blocks[0]
+    x = tokens[0]
+    if attention_type == "divided_space_time":
+        cls, patches = x[:1], x[1:].view(N, T, -1)  # patch n of frame t at 1 + n*T + t
+        temporal = _attention_by_hand(_layer_norm_by_hand(patches, block.temporal_norm1), block.temporal_attn)
+        patches = patches + F.linear(temporal, block.temporal_fc.weight, block.temporal_fc.bias)
+        frames = torch.stack([torch.cat((cls, patches[:, t])) for t in range(T)])  # [T, 1+N, D]
+        spatial = _attention_by_hand(_layer_norm_by_hand(frames, block.norm1), block.attn)
+        x = torch.cat((cls + spatial[:, 0].mean(0, keepdim=True),
+                       (patches + spatial[:, 1:].transpose(0, 1)).reshape(N * T, -1)))  # fmt: skip
+    else:
+        x = x + _attention_by_hand(_layer_norm_by_hand(x[None], block.norm1), block.attn)[0]
+    hidden = F.linear(_layer_norm_by_hand(x, block.norm2), block.mlp.fc1.weight, block.mlp.fc1.bias)
+    gate = 0.5 * (1 + torch.erf(hidden / 2**0.5))
+    x = x + F.linear(hidden * gate.detach(), block.mlp.fc2.weight, block.mlp.fc2.bias)
+    return F.linear(_layer_norm_by_hand(x[0], model.norm), model.head.weight, model.head.bias)
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time"])
+def test_lrp_equals_gradient_x_input_with_the_rules_written_out(attention_type):
+    """One block, biases kept: the method's token relevances are gradient x input of the model
+    written out by hand with the probabilities, LayerNorm's std and the GELU gate detached."""
+    from timesformer.inference.explain import conservative_lrp, patch_tokens
+
+    torch.manual_seed(0)
+    model = build_model(img_size=IMG, patch_size=PATCH, embed_dim=32, depth=1, num_heads=2, num_frames=T,
+                        num_classes=5, attention_type=attention_type).eval()  # fmt: skip
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model, x = model.double(), _clip()[None].double()
+    with torch.no_grad():
+        tokens = model.embed(x)
+        logits = _one_block_logits_by_hand(model, tokens, attention_type)
+    target = (int(logits.argmax()) + 2) % 5
+    tokens.requires_grad_(True)
+    (gradient,) = torch.autograd.grad(_one_block_logits_by_hand(model, tokens, attention_type)[target], tokens)
+    expected = (tokens * gradient).sum(-1).detach()
+    returned, relevance = conservative_lrp(model, x, target)
+    torch.testing.assert_close(returned, logits, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(relevance, expected, rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(_plain_gradient_x_input(model, x, target), expected, rtol=1e-3)
+    result = explain(model, _clip().double(), method="lrp", target=target)
+    expected_map = patch_tokens(expected, attention_type, T).clamp(min=0).reshape(T, IMG // PATCH, IMG // PATCH)
+    np.testing.assert_allclose(result.relevance, expected_map.float().numpy(), rtol=1e-5, atol=1e-8)
+    assert result.target == target and (result.relevance == 0).any() and (result.relevance > 0).any()
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])

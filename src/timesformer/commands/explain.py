@@ -1,7 +1,7 @@
-"""`timesformer explain -w WEIGHTS [-c CONFIG] -i VIDEO -o DIR [--method rollout|last|grad|alti|norm|ig|occlusion] [--target CLASS]`.
+"""`timesformer explain -w WEIGHTS [-c CONFIG] -i VIDEO -o DIR [--method rollout|last|grad|alti|norm|ig|occlusion|lrp] [--target CLASS]`.
 
 Where the model looked in one video: per sampled frame, a map over the patch grid (see
-`timesformer.inference.explain` for the seven methods). Writes, for video `<id>.<ext>`:
+`timesformer.inference.explain` for the eight methods). Writes, for video `<id>.<ext>`:
 
     DIR/<id>_attention.npy   float32 [T, h, w], each frame's map scaled to [0, 1]
     DIR/<id>_attention.png   the T frames above their heat maps, predicted label in the title
@@ -24,7 +24,7 @@ def register(sub) -> None:
         "explain", help="where the model looked: per-frame attention maps of one video",
         description="Per sampled frame, a map of how much the prediction drew on each patch "
         "(attention rollout, the last block's cls attention, a class-specific gradient-weighted "
-        "rollout, ALTI's or the norm-based value-aware contributions rolled out, Integrated Gradients per patch, or the logit's drop when each patch is occluded), "
+        "rollout, ALTI's or the norm-based value-aware contributions rolled out, Integrated Gradients per patch, the logit's drop when each patch is occluded, or conservative LRP), "
         "written as .npy, a PNG strip and an MP4 overlay.",
     )  # fmt: skip
     parser.add_argument("-w", "--weights", required=True, help="checkpoint in any format load_model reads")
@@ -33,7 +33,7 @@ def register(sub) -> None:
     parser.add_argument("-i", "--input", required=True, help="one video file")
     parser.add_argument("-o", "--output", required=True, metavar="DIR",
                         help="folder for <video_id>_attention.{npy,png,mp4}")  # fmt: skip
-    parser.add_argument("--method", default="rollout", metavar="rollout|last|grad|alti|norm|ig|occlusion",
+    parser.add_argument("--method", default="rollout", metavar="rollout|last|grad|alti|norm|ig|occlusion|lrp",
                         help="rollout (default): attention rollout through every block; last: the last block's "
                         "cls attention; grad: attention weighted by its gradient for --target, rolled out; alti: each "
                         "token's share of every attention output by the L1 closeness of its value-and-residual "
@@ -42,9 +42,11 @@ def register(sub) -> None:
                         "ig: Integrated Gradients for --target from the all-zero clip, summed per patch (32 "
                         "forward+backward passes); occlusion: per frame and patch, the drop of --target's logit "
                         "when that patch is set to the all-zero baseline, positive part (T*h*w forwards: "
-                        "1568 for ViT-B 8x224)")  # fmt: skip
+                        "1568 for ViT-B 8x224); lrp: conservative LRP of --target (Ali et al. 2022): gradient x input "
+                        "at the patch tokens with the attention probabilities, LayerNorm's std and the GELU gate held "
+                        "constant in the backward pass, positive part (one forward and backward)")  # fmt: skip
     parser.add_argument("--target", type=int, default=None, metavar="CLASS",
-                        help="class id the grad, ig or occlusion map explains (default: the predicted class)")  # fmt: skip
+                        help="class id the grad, ig, occlusion or lrp map explains (default: the predicted class)")  # fmt: skip
     parser.add_argument("--label_file", help="class names for the title (default: Kinetics-400 names for 400 classes)")
     parser.set_defaults(func=run)
 

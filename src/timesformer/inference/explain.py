@@ -70,6 +70,21 @@ gradients with respect to the input, and ``occlusion`` only the logits of pertur
   the same for divided, joint and space-only models. Cost: ``T * h * w`` forwards (in
   batches of `OCCLUSION_CHUNK`, each with the clip itself added for ``f(x)``), e.g.
   ``8 * 14 * 14 = 1568`` for ViT-B 8x224: the dearest method. Class-specific: `target` (default the predicted class).
+- ``lrp``, conservative propagation LRP (Ali et al. 2022, "XAI for Transformers: Better
+  Explanations through Conservative Propagation"): Layer-wise Relevance Propagation of the target
+  class's logit ``f`` down to the tokens entering the first block (patch embedding + position and
+  time embeddings), computed as gradient x input of a forward whose backward treats three
+  things as constants: the attention probabilities (their "AH rule": ``y_j = sum_i x_i
+  [p_ij].detach()``, relevance flows through the values only), LayerNorm's standard deviation
+  (their "LN rule": ``y = (x - E[x]) / [sqrt(eps + Var[x])].detach() * w + b``, the centering stays
+  a linear map) and the MLP's GELU gate (``gelu(x) = x * Phi(x)`` with ``Phi(x)`` constant: LRP
+  passes a neuron's relevance through its element-wise activation unchanged, which AttnLRP,
+  Achtibat et al. 2024, states as the identity rule for GELU). Every other operation (linear
+  layers, residual sums, the divided block's cls mean) is linear, so with every bias zero the
+  relevances of all tokens add up to ``f`` exactly (conservation; biases take the rest). A
+  token's relevance is ``sum_d x_d * df/dx_d`` over its embedding; the map is the patch tokens'
+  positive part (evidence for the class, as ``ig``). One forward and one backward.
+  Class-specific: `target` (default the predicted class).
 
 Only the cls row of each product is needed, so it is carried as a row vector from the last
 step to the first (``r = e_cls``; ``r = r @ M`` per step): ``O(L^2)`` per step, never the
@@ -78,6 +93,8 @@ step to the first (``r = e_cls``; ``r = r @ M`` per step): ``O(L^2)`` per step, 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,9 +103,9 @@ from torch import nn
 
 from ..errors import UserError
 
-METHODS = ("rollout", "last", "grad", "alti", "norm", "ig", "occlusion")
+METHODS = ("rollout", "last", "grad", "alti", "norm", "ig", "occlusion", "lrp")
 CONTRIBUTIONS = ("alti", "norm")  # value- and residual-aware token contributions, rolled out
-CLASS_SPECIFIC = ("grad", "ig", "occlusion")
+CLASS_SPECIFIC = ("grad", "ig", "occlusion", "lrp")
 IG_STEPS = 32  # points on the path from the baseline to the clip (Sundararajan et al.: 20 to 300)
 IG_CHUNK = 4  # path points per forward/backward: bounds memory for large models
 OCCLUSION_CHUNK = 16  # occluded clips per forward: bounds memory for large models
@@ -102,7 +119,7 @@ class ExplainResult:
     maps: float32 ``[T, h, w]``, each frame's map min-max scaled to [0, 1] (a constant map is 0)
     relevance: float32 ``[T, h, w]``, the same before scaling (comparable across frames)
     predicted: the top-1 class; score: its softmax probability
-    target: the class the map explains (`grad`, `ig`, `occlusion`: that class's logit; rollout
+    target: the class the map explains (`grad`, `ig`, `occlusion`, `lrp`: that class's logit; rollout
         and last are class-agnostic: the predicted one)
     probs: float32 ``[classes]``, the softmax of the logits
     """
@@ -142,6 +159,8 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
     if method in ("ig", "occlusion"):
         with torch.no_grad():
             logits = model(x)[0]
+    elif method == "lrp":
+        logits, token_relevance = conservative_lrp(model, x, target)
     elif method == "grad":
         # The maps hang off the graph only when something upstream needs a gradient; the
         # weights are frozen, so the input does.
@@ -160,6 +179,8 @@ def explain(model: nn.Module, clip: torch.Tensor, method: str = "rollout", targe
         relevance = integrated_gradients(model, x, target, config.patch_size).clamp(min=0).flatten(1)
     elif method == "occlusion":
         relevance = occlusion(model, x, target, config.patch_size).clamp(min=0).flatten(1)
+    elif method == "lrp":
+        relevance = patch_tokens(token_relevance, attention_type, frames).clamp(min=0)
     elif method == "last":
         relevance = last_layer_map(maps, attention_type, frames)
     elif method in CONTRIBUTIONS:
@@ -255,6 +276,71 @@ def occlusion(model: nn.Module, x: torch.Tensor, target: int, patch_size: int) -
             logits = model(batch)[:, target].double().cpu()
         drops.append(logits[0] - logits[1:])
     return torch.cat(drops).view(frames, grid_h, grid_w)
+
+
+def conservative_lrp(model: nn.Module, x: torch.Tensor, target: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conservative propagation LRP (Ali et al. 2022) of the `target` logit (default the
+    predicted class) for one clip `x` (``[1, 3, T, H, W]``).
+
+    Returns the logits ``[classes]`` and the signed relevance of every token entering the first
+    block, float64 in that input's layout less the embedding dim: ``[1, 1 + N*T]`` (patch n of
+    frame t at ``1 + n*T + t``), space_only ``[T, 1 + N]`` (every frame's own cls token first).
+    With every bias zero the relevances add up to the logit."""
+    from ..model import record_attention
+
+    x = x.detach().requires_grad_(True)  # the weights may be frozen: the graph must reach the tokens
+    with torch.enable_grad(), record_attention(model, block_inputs=True) as maps, _conservative_rules(model):
+        logits = model(x)[0]
+        target = int(logits.argmax()) if target is None else target
+        for block in maps:
+            for key, probs in block.items():
+                if key != "input":
+                    # The AH rule: the probabilities pass no gradient back to q and k, as a
+                    # detached constant would; the value path is untouched.
+                    probs.register_hook(torch.zeros_like)
+        tokens = maps[0]["input"]
+        (gradient,) = torch.autograd.grad(logits[target], tokens)
+    return logits.detach(), (tokens.detach().double() * gradient.double()).sum(-1)
+
+
+@contextmanager
+def _conservative_rules(model: nn.Module) -> Iterator[None]:
+    """While inside, every LayerNorm divides by a detached standard deviation (the LN rule) and
+    every GELU multiplies its input by a detached gate; the forward values are unchanged."""
+    from ..model.timesformer import unwrap_model
+
+    hooks = []
+    for module in unwrap_model(model).modules():
+        if isinstance(module, nn.LayerNorm):
+            hooks.append(module.register_forward_hook(_layer_norm_rule))
+        elif isinstance(module, nn.GELU):
+            hooks.append(module.register_forward_hook(_gelu_rule))
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _layer_norm_rule(norm: nn.LayerNorm, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    x = args[0]
+    centered = x - x.mean(-1, keepdim=True)
+    std = (centered.square().mean(-1, keepdim=True) + norm.eps).sqrt()
+    return centered / std.detach() * norm.weight + norm.bias
+
+
+def _gelu_rule(gelu: nn.GELU, args: tuple, output: torch.Tensor) -> torch.Tensor:
+    x = args[0]
+    gate = 0.5 * (1.0 + torch.erf(x * 2**-0.5))  # the model's GELU is the exact (erf) one: x * Phi(x)
+    return x * gate.detach()
+
+
+def patch_tokens(relevance: torch.Tensor, attention_type: str, frames: int) -> torch.Tensor:
+    """``[T, N]``: the patch tokens of a per-token tensor in the first block's input layout
+    (``[1, 1 + N*T]``, patch n of frame t at ``1 + n*T + t``; space_only ``[T, 1 + N]``)."""
+    if attention_type == "space_only":
+        return relevance[:, 1:]
+    return relevance[0, 1:].view(-1, frames).T
 
 
 def _head_means(maps: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
