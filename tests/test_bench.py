@@ -36,23 +36,28 @@ def test_flops_vit_b_divided_closed_form():
     temporal = N * T * D * 3 * D + 2 * N * T * T * D + 2 * N * T * D * D  # qkv, q·kᵀ + attn·v, proj + temporal_fc
     spatial = T * (N + 1) * D * 4 * D + 2 * T * (N + 1) ** 2 * D  # qkv + proj, q·kᵀ + attn·v
     mlp = (1 + N * T) * 2 * D * H
-    macs = patch_embed + L * (temporal + spatial + mlp) + D * 400
+    # The last block: every key and value, but the cls token's query, projection and MLP only.
+    last_spatial = T * (N + 1) * D * 3 * D + 2 * T * (N + 1) * D + T * D * D
+    macs = patch_embed + (L - 1) * (temporal + spatial + mlp) + temporal + last_spatial + 2 * D * H + D * 400
     assert timesformer_flops(TimeSformerConfig()) == 2 * macs
-    # The issue's figure: 196 GMAC = 392 GFLOP per clip (attention products included).
-    assert timesformer_flops(TimeSformerConfig()) == pytest.approx(392e9, rel=0.002)
+    # The issue's figure, 196 GMAC = 392 GFLOP per clip, counts the last block in full.
+    full_last = spatial + mlp - last_spatial - 2 * D * H
+    assert 2 * (macs + full_last) == pytest.approx(392e9, rel=0.002)
+    assert timesformer_flops(TimeSformerConfig()) == pytest.approx(374.1e9, rel=0.001)
     assert timesformer_flops(TimeSformerConfig(), batch=3) == 3 * timesformer_flops(TimeSformerConfig())
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
 def test_flops_match_torch_flop_counter(attention_type):
     """torch's FlopCounterMode counts every mm/bmm/conv the model really runs (SDPA through
-    its math path so that the attention products are visible to it). The training path is
-    the reference computation; inference may skip work (no-grad oneDNN ops the counter does
-    not know, the averaged cls token projected once), which the count must not credit."""
+    its math path so that the attention products are visible to it). The training path in
+    float64 (plain ATen ops, which the counter knows; fp32 training runs oneDNN ops it does
+    not) is the reference computation; inference may skip more work (the averaged cls token
+    projected once), which the count must not credit."""
     config = TimeSformerConfig(**TINY, attention_type=attention_type, drop_path_rate=0.0)
-    model = TimeSformer(config).train()
+    model = TimeSformer(config).double().train()
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-        model(torch.randn(2, 3, config.num_frames, config.img_size, config.img_size))
+        model(torch.randn(2, 3, config.num_frames, config.img_size, config.img_size, dtype=torch.float64))
     assert timesformer_flops(config, batch=2) == counter.get_total_flops()
 
 

@@ -227,3 +227,60 @@ def test_fresh_divided_model_cannot_tell_a_clip_from_its_reverse():
         torch.testing.assert_close(model(clip), model(clip.flip(2)), rtol=1e-4, atol=1e-5)
         model.time_embed.normal_(std=0.5)  # once time carries a position, order shows
         assert (model(clip) - model(clip.flip(2))).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
+def test_last_block_computes_the_cls_token_alone(attention_type):
+    """`cls_only` (used for the last block, whose patch tokens nothing reads) gives the cls
+    output of the full block, and the same gradients; for divided blocks the full block is
+    PaddleVideo's, transcribed literally."""
+    torch.manual_seed(0)
+    model = build_model(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_frames=3,
+                        drop_path_rate=0.0, attention_type=attention_type).train()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.05)  # temporal_fc and biases away from their zero init
+    block = model.blocks[0]
+    rows = 2 * 3 if attention_type == "space_only" else 2
+    tokens = 1 + 16 if attention_type == "space_only" else 1 + 16 * 3
+    x = torch.randn(rows, tokens, 32, requires_grad=True)
+    full = _reference_divided_block(block, x, 3) if attention_type == "divided_space_time" else block(x, 3)
+    cls = block(x, 3, cls_only=True)
+    assert cls.shape == (rows, 1, 32)
+    torch.testing.assert_close(cls, full[:, :1], atol=1e-5, rtol=1e-5)
+    weight = torch.randn(rows, 1, 32)
+    expected = torch.autograd.grad((full[:, :1] * weight).sum(), [x, *block.parameters()], allow_unused=True)
+    got = torch.autograd.grad((cls * weight).sum(), [x, *block.parameters()], allow_unused=True)
+    for name, e, g in zip(["x", *(n for n, _ in block.named_parameters())], expected, got):
+        if e is None:
+            assert g is None or not g.any(), name
+        else:
+            torch.testing.assert_close(g, e, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_training_gradients_on_onednn_match_float64():
+    """CPU fp32 training runs its linear layers on oneDNN (`model.linear`); the loss and every
+    gradient match the same model in float64 (plain ATen maths)."""
+    from timesformer.model import linear
+
+    torch.manual_seed(0)
+    fields = dict(img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, num_frames=3, num_classes=5, drop_path_rate=0.0)
+    model = build_model(**fields).train()
+    reference = build_model(**fields).double().train()
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 3, 32, 32)
+    calls = []
+    original = linear._OneDNNLinear.apply
+    linear._OneDNNLinear.apply = lambda *args: calls.append(1) or original(*args)
+    try:
+        loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([1, 3]))
+        loss.backward()
+    finally:
+        linear._OneDNNLinear.apply = original
+    if linear.onednn_linear_available():
+        assert len(calls) == 2 * 7 + 1  # per block: qkv and proj twice, temporal_fc, fc1, fc2; the head
+    reference_loss = torch.nn.functional.cross_entropy(reference(x.double()), torch.tensor([1, 3]))
+    reference_loss.backward()
+    torch.testing.assert_close(loss.double(), reference_loss, atol=1e-6, rtol=1e-5)
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad.double(), q.grad, atol=1e-6, rtol=1e-4, msg=name)

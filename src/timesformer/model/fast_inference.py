@@ -41,6 +41,11 @@ def _has_onednn_linear() -> bool:
 _ONEDNN_LINEAR = _has_onednn_linear()
 
 
+def onednn_linear_available() -> bool:
+    """Whether oneDNN's linear op is usable here (also used by `linear.Linear` in training)."""
+    return _ONEDNN_LINEAR
+
+
 def _disable_onednn_linear() -> None:
     global _ONEDNN_LINEAR
     _ONEDNN_LINEAR = False
@@ -62,22 +67,24 @@ def blocks(model: "TimeSformer", x: torch.Tensor, num_frames: int) -> torch.Tens
     device = x.device.type
     if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
         x = x.to(torch.bfloat16)
-    for block in model.blocks:
-        x = _block(block, x, num_frames)
+    last = len(model.blocks) - 1
+    for i, block in enumerate(model.blocks):
+        x = _block(block, x, num_frames, cls_only=i == last)
     return x.to(dtype)
 
 
-def _block(block: "Block", x: torch.Tensor, T: int) -> torch.Tensor:
+def _block(block: "Block", x: torch.Tensor, T: int, cls_only: bool) -> torch.Tensor:
+    """`Block.forward`; with `cls_only`, the cls token's output alone (see there)."""
     if block.attention_type == "divided_space_time":
-        x = _divided_attention(block, x, T)
+        x = _divided_attention(block, x, T, cls_only)
     else:
-        heads = block.attn.attend(linear(block.attn.qkv, block.norm1(x)))
-        x = linear(block.attn.proj, heads, residual=x)
+        heads = block.attn.attend(linear(block.attn.qkv, block.norm1(x)), cls_only)
+        x = linear(block.attn.proj, heads, residual=(x[:, :1] if cls_only else x).contiguous())
     hidden = linear(block.mlp.fc1, block.norm2(x), gelu=True)
     return linear(block.mlp.fc2, hidden, residual=x)
 
 
-def _divided_attention(block: "Block", x: torch.Tensor, T: int) -> torch.Tensor:
+def _divided_attention(block: "Block", x: torch.Tensor, T: int, cls_only: bool) -> torch.Tensor:
     batch, _, dim = x.shape
     cls, patches = x[:, :1], x[:, 1:]
     N = patches.shape[1] // T
@@ -87,8 +94,10 @@ def _divided_attention(block: "Block", x: torch.Tensor, T: int) -> torch.Tensor:
     patches = linear(block.temporal_fc, heads, residual=patches, before=block.temporal_attn.proj)
 
     xs = block.spatial_groups(cls, patches, T)
-    heads = block.attn.attend(linear(block.attn.qkv, block.norm1(xs))).view(batch, T, 1 + N, dim)
+    heads = block.attn.attend(linear(block.attn.qkv, block.norm1(xs)), cls_only).view(batch, T, -1, dim)
     cls = linear(block.attn.proj, heads[:, :, 0].mean(dim=1, keepdim=True), residual=cls.contiguous())
+    if cls_only:
+        return cls
     heads = heads[:, :, 1:].transpose(1, 2).reshape(batch, N * T, dim)
     return torch.cat((cls, linear(block.attn.proj, heads, residual=patches)), dim=1)
 

@@ -34,6 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from . import fast_inference
+from .linear import Linear
 
 ATTENTION_TYPES = ("divided_space_time", "joint_space_time", "space_only")
 
@@ -182,29 +183,32 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool, attn_drop: float, proj_drop: float):
         super().__init__()
         self.num_heads = num_heads
-        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
         self.attn_drop = attn_drop
         self.proj_drop = nn.Dropout(proj_drop)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj_drop(self.proj(self.attend(self.qkv(x))))
+    def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        return self.proj_drop(self.proj(self.attend(self.qkv(x), cls_only)))
 
-    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        """``[batch, tokens, 3 * dim]`` projections -> the heads' outputs ``[batch, tokens, dim]``."""
+    def attend(self, qkv: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+        """``[batch, tokens, 3 * dim]`` projections -> the heads' outputs ``[batch, tokens, dim]``
+        (``[batch, 1, dim]`` with `cls_only`: the first token's output alone)."""
         batch, tokens, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # One permute of a view: q, k, v come out as strided [batch, heads, tokens, head_dim].
         q, k, v = qkv.view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        if cls_only:
+            q = q[:, :, :1]
         out = attention(q, k, v, self.attn_drop if self.training else 0.0, self.record)
-        return out.transpose(1, 2).reshape(batch, tokens, dim)
+        return out.transpose(1, 2).reshape(batch, q.shape[2], dim)
 
 
 class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, drop: float):
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.act = nn.GELU()  # exact (erf) GELU, as the reference
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc2 = Linear(hidden, dim)
         self.drop = nn.Dropout(drop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -238,21 +242,24 @@ class Block(nn.Module):
         if self.attention_type == "divided_space_time":
             self.temporal_norm1 = nn.LayerNorm(dim, eps=eps)
             self.temporal_attn = attention()
-            self.temporal_fc = nn.Linear(dim, dim)
+            self.temporal_fc = Linear(dim, dim)
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = attention()
         self.drop_path = DropPath(drop_path_rate)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, config.mlp_hidden_dim, config.drop_rate)
 
-    def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, num_frames: int, cls_only: bool = False) -> torch.Tensor:
+        """With `cls_only`, only the cls token's output (``[B, 1, D]``; ``[B*T, 1, D]`` for
+        space_only) is computed: after the last block nothing else is read, so its patch
+        tokens' queries, projections and MLP (9/16 of a block's GEMMs) are skipped."""
         if self.attention_type == "divided_space_time":
-            x = self.divided_attention(x, num_frames)
+            x = self.divided_attention(x, num_frames, cls_only)
         else:
-            x = x + self.drop_path(self.attn(self.norm1(x)))
+            x = (x[:, :1] if cls_only else x) + self.drop_path(self.attn(self.norm1(x), cls_only))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def divided_attention(self, x: torch.Tensor, T: int) -> torch.Tensor:
+    def divided_attention(self, x: torch.Tensor, T: int, cls_only: bool = False) -> torch.Tensor:
         """Temporal then spatial attention; x: ``[B, 1 + N*T, D]``, patch tokens at ``1 + n*T + t``."""
         batch, _, dim = x.shape
         cls, patches = x[:, :1], x[:, 1:]
@@ -266,8 +273,10 @@ class Block(nn.Module):
         # Spatial: group by frame, the (shared) cls token first in every frame; drop path
         # per (clip, frame) row, as the reference.
         xs = self.spatial_groups(cls, patches, T)
-        res = self.drop_path(self.attn(self.norm1(xs))).view(batch, T, 1 + N, dim)
+        res = self.drop_path(self.attn(self.norm1(xs), cls_only)).view(batch, T, -1, dim)
         res_cls = res[:, :, 0].mean(dim=1, keepdim=True)  # the T cls outputs become one
+        if cls_only:
+            return cls + res_cls
         res_patches = res[:, :, 1:].transpose(1, 2).reshape(batch, N * T, dim)
         return torch.cat((cls + res_cls, patches + res_patches), dim=1)
 
@@ -313,7 +322,7 @@ class TimeSformer(nn.Module):
         rates = [config.drop_path_rate * i / max(config.depth - 1, 1) for i in range(config.depth)]
         self.blocks = nn.ModuleList(Block(config, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=config.norm_eps)
-        self.head = nn.Linear(dim, config.num_classes)
+        self.head = Linear(dim, config.num_classes)
         self.reset_parameters()
 
     @torch.no_grad()
@@ -376,11 +385,14 @@ class TimeSformer(nn.Module):
         if fast_inference.applies(self, tokens):
             tokens = fast_inference.blocks(self, tokens, frames)
         else:
-            for block in self.blocks:
+            # The last block computes the cls token only, except while attention maps are
+            # recorded (they are the full matrices).
+            last = len(self.blocks) - 1 if self.blocks[-1].attn.record is None else None
+            for i, block in enumerate(self.blocks):
                 if self.config.grad_checkpointing and self.training:
-                    tokens = checkpoint(block, tokens, frames, use_reentrant=False)
+                    tokens = checkpoint(block, tokens, frames, i == last, use_reentrant=False)
                 else:
-                    tokens = block(tokens, frames)
+                    tokens = block(tokens, frames, i == last)
         cls = tokens[:, 0]
         if self.config.attention_type == "space_only":
             # The reference averages every token over the frames, then takes the cls one.
