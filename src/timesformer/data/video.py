@@ -37,10 +37,12 @@ from timesformer.utils import first_line
 MODES = ("train", "valid", "test")
 # PaddleVideo seeks this many pts units before the window start (then drops earlier frames).
 SEEK_MARGIN = 1024
-# Where decoding can be planned from the packets: containers that store each packet's pts
-# (AVI and raw streams get theirs made up) and codecs that make one frame of each packet
-# (VP8/VP9/AV1 may hold frames that are never shown).
-PTS_CONTAINERS = {"mov", "mp4", "matroska", "webm"}
+# Where decoding can be planned from the packets: containers whose demuxer gives each packet
+# a pts (AVI's are the frame index in decoding order, which the decoder reorders like any
+# other; raw streams have none) and codecs that make one frame of each packet (VP8/VP9/AV1
+# may hold frames that are never shown). Where the decoder's frames do not match the plan
+# (a packed-B-frame AVI), `_decode_planned` says so and the plain pass decodes.
+PTS_CONTAINERS = {"mov", "mp4", "matroska", "webm", "avi"}
 ONE_FRAME_PER_PACKET_CODECS = {"h264", "hevc", "mpeg4", "mpeg2video", "mpeg1video"}
 # H.264 / HEVC reorder at most 16 frames: how far decoding order runs ahead of display order.
 MAX_REORDER = 16
