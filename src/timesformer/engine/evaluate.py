@@ -121,11 +121,11 @@ def run_test(cfg: Config, weights: str, ctx: DistContext, log: RunLogger, amp_dt
     dataset = build_dataset(cfg, "test", cfg.seed)
     sampler = EvalBatchSampler(len(dataset), cfg.DATASET.test_batch_size, ctx.world_size, ctx.rank)
     threads = data_threads(cfg.DATASET.num_workers)
-    log.info(threads.describe())
     loader = make_loader(dataset, sampler, threads, ctx.device)
     views = build_pipeline(cfg, "test").num_views
     log.info(f"[TEST] {len(dataset)} videos x {views} views, batch {cfg.DATASET.test_batch_size} x "
              f"{ctx.world_size} processes, device {ctx.device}, amp {amp_dtype or 'off'}")  # fmt: skip
+    log.info(threads.describe())
     log.start_bar(len(loader), "test")
 
     def progress() -> None:  # Ctrl-C acts between batches, never inside a worker's start-up
