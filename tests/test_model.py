@@ -284,3 +284,23 @@ def test_training_gradients_on_onednn_match_float64():
     torch.testing.assert_close(loss.double(), reference_loss, atol=1e-6, rtol=1e-5)
     for (name, p), q in zip(model.named_parameters(), reference.parameters()):
         torch.testing.assert_close(p.grad.double(), q.grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_onednn_linear_supports_a_gradient_penalty():
+    """A second backward through the first (create_graph) gives nn.Linear's result: the
+    backward switches to ATen's differentiable products when it is itself recorded."""
+    from timesformer.model.linear import Linear
+
+    torch.manual_seed(0)
+    ours, reference = Linear(6, 5), torch.nn.Linear(6, 5).double()
+    reference.load_state_dict(ours.state_dict())
+    x = torch.randn(3, 6)
+
+    def penalty_gradients(module, inputs):
+        inputs = inputs.clone().requires_grad_()
+        (grad,) = torch.autograd.grad(module(inputs).square().sum(), inputs, create_graph=True)
+        return torch.autograd.grad(grad.square().sum(), list(module.parameters()))
+
+    for got, expected in zip(penalty_gradients(ours, x), penalty_gradients(reference, x.double())):
+        assert expected.abs().max() > 0.1
+        torch.testing.assert_close(got.double(), expected, atol=1e-5, rtol=1e-5)

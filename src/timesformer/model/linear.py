@@ -60,11 +60,15 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
         grad_2d = grad.reshape(-1, grad.shape[-1])
+        x_2d = x.reshape(-1, x.shape[-1])
+        # With create_graph (a gradient penalty) the backward itself is differentiated: ATen's
+        # ops have derivatives, oneDNN's op has none.
+        gemm = (lambda a, b_t: a @ b_t.t()) if torch.is_grad_enabled() else _gemm
         grad_x = grad_weight = grad_bias = None
         if ctx.needs_input_grad[0]:
-            grad_x = _gemm(grad_2d, weight.t()).view(x.shape)  # grad @ W
+            grad_x = gemm(grad_2d, weight.t()).view(x.shape)  # grad @ W
         if ctx.needs_input_grad[1]:
-            grad_weight = _gemm(grad_2d.t(), x.reshape(-1, x.shape[-1]).t())  # grad^T @ x
+            grad_weight = gemm(grad_2d.t(), x_2d.t())  # grad^T @ x
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_bias = grad_2d.sum(0)
         return grad_x, grad_weight, grad_bias
