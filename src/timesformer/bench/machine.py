@@ -8,6 +8,7 @@ import platform
 import torch
 
 from ..cpu import cpu_info
+from ..data.video import usable_cores
 
 
 def machine_info(device: torch.device) -> dict:
@@ -17,7 +18,7 @@ def machine_info(device: torch.device) -> dict:
         "cpu_isa": cpu.isa(),
         "cpu_features": cpu.to_dict(),
         "logical_cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "usable_cores": usable_cores(),
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
