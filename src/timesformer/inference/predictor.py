@@ -116,7 +116,6 @@ class Predictor:
         self.labels = labels
         on_gpu = getattr(engine, "on_gpu", False)
         self.decoding = decode_sizing(on_gpu, num_workers)
-        self.num_workers = max(1, self.decoding.workers)
         self.batch_size = GPU_BATCH_SIZE if on_gpu else 1  # videos per forward unless a call says
         self.pipeline = VideoPipeline.for_mode(
             "test",
@@ -128,6 +127,11 @@ class Predictor:
             crop_size=spec.target_size,
             decode_threads=self.decoding.ffmpeg_threads,
         )
+
+    @property
+    def num_workers(self) -> int:
+        """Threads decoding whole videos ahead of the engine."""
+        return max(1, self.decoding.workers)
 
     @classmethod
     def from_weights(
