@@ -436,15 +436,11 @@ def contribution_steps(model: nn.Module, maps: list[dict[str, torch.Tensor]], fr
     blocks = tqdm(zip(model.blocks, maps), total=len(maps), desc=method, unit="block", leave=False, disable=None)
     for block, recorded in blocks:
         x = recorded["input"].double()  # [1, 1+N*T, D]; space_only [T, 1+N, D]
-        if attention_type == "joint_space_time":
-            shares, _ = _sublayer_contributions(recorded["joint"], _head_vectors(block.attn, block.norm1, x), x,
+        if attention_type != "divided_space_time":  # one step: joint over all tokens, space_only per frame
+            key = "joint" if attention_type == "joint_space_time" else "spatial"
+            shares, _ = _sublayer_contributions(recorded[key], _head_vectors(block.attn, block.norm1, x), x,
                                                 block.attn.proj.bias.double(), measure)  # fmt: skip
-            steps.append({"joint": shares})
-            continue
-        if attention_type == "space_only":
-            shares, _ = _sublayer_contributions(recorded["spatial"], _head_vectors(block.attn, block.norm1, x), x,
-                                                block.attn.proj.bias.double(), measure)  # fmt: skip
-            steps.append({"spatial": shares})
+            steps.append({key: shares})
             continue
         cls, patches = x[0, :1], x[0, 1:].view(-1, frames, x.shape[-1])  # [1, D], [N, T, D]
         fc_weight, fc_bias = block.temporal_fc.weight.double(), block.temporal_fc.bias.double()
