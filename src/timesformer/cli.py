@@ -12,6 +12,7 @@ import sys
 import warnings
 
 from . import __version__
+from .allocator import reuse_freed_memory
 from .errors import UserError
 
 # Each module defines `register(subparsers)`, which adds its parser and sets `func`.
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    reuse_freed_memory()
     try:
         return int(args.func(args) or 0)
     # OSError: a path given or derived cannot be read or written (missing dir, permissions, disk full).

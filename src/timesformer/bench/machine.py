@@ -7,6 +7,7 @@ import platform
 
 import torch
 
+from ..allocator import reuse_freed_memory
 from ..cpu import cpu_info
 from ..data.video import usable_cores
 
@@ -25,6 +26,7 @@ def machine_info(device: torch.device) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "device": str(device),
+        "allocator": reuse_freed_memory(),  # process-wide: the same for ours and transformers
     }
     for package in ("transformers", "av", "numpy", "onnxruntime"):
         try:

@@ -49,7 +49,8 @@ def format_report(report: dict) -> str:
         f"machine: {machine['cpu_model']} ({machine['cpu_isa']}), {machine['usable_cores']} cores, torch {machine['torch']} "
         f"({machine['torch_threads']} threads), device {machine['device']}"
         + (f" ({machine['gpu']})" if machine.get("gpu") else "")
-        + (f", load {machine['load_average'][0]:.1f}" if machine.get("load_average") else ""),
+        + (f", load {machine['load_average'][0]:.1f}" if machine.get("load_average") else "")
+        + (f", {machine['allocator']}" if machine.get("allocator") else ""),
         f"model: {model['attention_type']} D={model['embed_dim']} depth={model['depth']} "
         f"{model['num_frames']}x{model['img_size']}, {report['flops_per_clip'] / 1e9:.2f} GFLOP per clip",
         "",
