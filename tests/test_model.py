@@ -212,6 +212,29 @@ def test_fast_path_follows_weight_updates():
         assert not torch.allclose(fast.float(), before.float(), atol=1e-3)
         tolerance = 0.05 if precision else 1e-5
         torch.testing.assert_close(fast.float(), plain.float(), atol=tolerance, rtol=tolerance)
+    # fp32's weights were kept while bf16 ran; the bf16 round's updates must reach them too.
+    fast, plain = both()
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_fast_path_keeps_each_precisions_weights():
+    """Alternating fp32 and bf16 (the benchmark, a server with both) reuses each precision's
+    prepared weights instead of remaking them at every switch; results stay the same."""
+    torch.manual_seed(0)
+    model = build_model(img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2, num_frames=2, num_classes=3).eval()
+    x = torch.randn(1, 3, 2, 32, 32)
+    qkv = model.blocks[0].attn.qkv
+
+    def run(bf16: bool):
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return model(x), dict(qkv.__dict__["_fast_inference_weights"])
+
+    first_fp32, _ = run(False)
+    first_bf16, kept = run(True)
+    again_fp32, _ = run(False)
+    again_bf16, kept_again = run(True)
+    assert torch.equal(first_fp32, again_fp32) and torch.equal(first_bf16, again_bf16)
+    assert len(kept) == 2 and all(kept_again[slot] is prepared for slot, prepared in kept.items())
 
 
 def test_fresh_divided_model_cannot_tell_a_clip_from_its_reverse():

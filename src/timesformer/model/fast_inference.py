@@ -15,7 +15,11 @@ gradient wanted, a real eager tensor (export and compile trace the plain path, a
 - divided attention: the temporal output projection and `temporal_fc` are one linear map
   (their product, in fp32, then cast), and the spatial projection runs after regrouping the
   heads' outputs, so the patches' residual joins that GEMM and the T cls outputs are
-  averaged before it (a mean commutes with an affine map).
+  averaged before it (a mean commutes with an affine map);
+- under autocast, attention's 1/sqrt(head_dim) is folded into the cached q rows of the qkv
+  weights (in fp32, then cast), not applied to the keys in every call;
+- the prepared weights are kept per compute dtype: a process that alternates fp32 and bf16
+  (the benchmark, a server with both) does not remake them on every switch.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from .timesformer import Block, TimeSformer
+    from .timesformer import Attention, Block, TimeSformer
 
 
 def _has_onednn_linear() -> bool:
@@ -78,7 +82,7 @@ def _block(block: "Block", x: torch.Tensor, T: int, cls_only: bool) -> torch.Ten
     if block.attention_type == "divided_space_time":
         x = _divided_attention(block, x, T, cls_only)
     else:
-        heads = block.attn.attend(linear(block.attn.qkv, block.norm1(x)), cls_only)
+        heads = _attend(block.attn, block.norm1(x), cls_only)
         x = linear(block.attn.proj, heads, residual=(x[:, :1] if cls_only else x).contiguous())
     hidden = linear(block.mlp.fc1, block.norm2(x), gelu=True)
     return linear(block.mlp.fc2, hidden, residual=x)
@@ -90,11 +94,11 @@ def _divided_attention(block: "Block", x: torch.Tensor, T: int, cls_only: bool) 
     N = patches.shape[1] // T
 
     xt = block.temporal_norm1(patches).view(batch * N, T, dim)
-    heads = block.temporal_attn.attend(linear(block.temporal_attn.qkv, xt)).view(batch, N * T, dim)
+    heads = _attend(block.temporal_attn, xt).view(batch, N * T, dim)
     patches = linear(block.temporal_fc, heads, residual=patches, before=block.temporal_attn.proj)
 
     xs = block.spatial_groups(cls, patches, T)
-    heads = block.attn.attend(linear(block.attn.qkv, block.norm1(xs)), cls_only).view(batch, T, -1, dim)
+    heads = _attend(block.attn, block.norm1(xs), cls_only).view(batch, T, -1, dim)
     cls = linear(block.attn.proj, heads[:, :, 0].mean(dim=1, keepdim=True), residual=cls.contiguous())
     if cls_only:
         return cls
@@ -102,19 +106,33 @@ def _divided_attention(block: "Block", x: torch.Tensor, T: int, cls_only: bool) 
     return torch.cat((cls, linear(block.attn.proj, heads, residual=patches)), dim=1)
 
 
+def _attend(attn: "Attention", x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+    """``attn.attend(attn.qkv(x), cls_only)``. Where the qkv weights are cast copies anyway
+    (autocast), the queries' 1/sqrt(head_dim) is folded into them; fp32 keeps the parameters
+    themselves (no second copy of 3 D^2 values per block) and scales the keys."""
+    fold = _compute_dtype(attn.qkv) != attn.qkv.weight.dtype
+    q_scale = (attn.qkv.out_features // 3 // attn.num_heads) ** -0.5 if fold else 1.0
+    return attn.attend(linear(attn.qkv, x, q_scale=q_scale), cls_only, scale=1.0 if fold else None)
+
+
 def linear(
-    module: nn.Linear, x: torch.Tensor, residual: torch.Tensor | None = None, gelu: bool = False, before: nn.Linear | None = None
+    module: nn.Linear,
+    x: torch.Tensor,
+    residual: torch.Tensor | None = None,
+    gelu: bool = False,
+    before: nn.Linear | None = None,
+    q_scale: float = 1.0,
 ) -> torch.Tensor:
     """``gelu(module(x))`` or ``residual + module(x)``; with `before`, ``module(before(x))``
-    as one GEMM."""
-    weights = _weights(module, before, rows=x.numel() // x.shape[-1])
+    as one GEMM; `q_scale` multiplies the first third of the outputs (a qkv projection's q)."""
+    weights = _weights(module, before, rows=x.numel() // x.shape[-1], q_scale=q_scale)
     x = x.to(weights.dtype)
     if weights.onednn:
         try:
             return _onednn_linear(x, weights.weight, weights.bias, residual, gelu)
         except RuntimeError:  # a oneDNN build without this dtype on this CPU: ATen from now on
             _disable_onednn_linear()
-            return linear(module, x, residual, gelu, before)
+            return linear(module, x, residual, gelu, before, q_scale)
     with torch.autocast(x.device.type, enabled=False):
         out = F.linear(x, weights.weight, weights.bias)
     if gelu:
@@ -133,7 +151,7 @@ def _onednn_linear(x, weight, bias, residual, gelu) -> torch.Tensor:
 
 @dataclass
 class _Weights:
-    key: tuple  # autocast dtype, oneDNN or not, identities and versions of the parameters used
+    key: tuple  # oneDNN or not, identities and versions of the parameters used
     weight: torch.Tensor
     bias: torch.Tensor | None
     dtype: torch.dtype
@@ -141,20 +159,30 @@ class _Weights:
     parameters: list  # kept alive, so that no other tensor takes their ids
 
 
-def _weights(module: nn.Linear, before: nn.Linear | None, rows: int) -> _Weights:
-    """The weight and bias `linear` computes with: cast to the autocast dtype, the product with
-    `before` taken, laid out for oneDNN. Made again only when a parameter is replaced or
-    updated in place (its identity or version changes)."""
+def _compute_dtype(module: nn.Linear) -> torch.dtype:
     device = module.weight.device.type
-    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else module.weight.dtype
+    return torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else module.weight.dtype
+
+
+def _weights(module: nn.Linear, before: nn.Linear | None, rows: int, q_scale: float = 1.0) -> _Weights:
+    """The weight and bias `linear` computes with: cast to the autocast dtype, the product with
+    `before` taken, q's rows scaled, laid out for oneDNN. Kept per (dtype, q_scale); made again
+    only when a parameter is replaced or updated in place (its identity or version changes)."""
+    device, dtype = module.weight.device.type, _compute_dtype(module)
     params = [p for m in (module, before) if m is not None for p in (m.weight, m.bias) if p is not None]
-    key = (dtype, _ONEDNN_LINEAR, tuple(id(p) for p in params), tuple(p._version for p in params))
-    cached = module.__dict__.get("_fast_inference_weights")
+    key = (_ONEDNN_LINEAR, tuple(id(p) for p in params), tuple(p._version for p in params))
+    kept = module.__dict__.setdefault("_fast_inference_weights", {})
+    cached = kept.get((dtype, q_scale))
     if cached is not None and cached.key == key:
         return cached
     weight, bias = module.weight.detach(), None if module.bias is None else module.bias.detach()
     if before is not None:  # module(before(h)) = h (W Wb)^T + (W bb + b), in fp32
         weight, bias = weight.float() @ before.weight.detach().float(), bias.float() + weight.float() @ before.bias.detach().float()
+    if q_scale != 1.0:
+        rows_q = weight.shape[0] // 3
+        weight = torch.cat((weight[:rows_q].float() * q_scale, weight[rows_q:].float()))
+        if bias is not None:
+            bias = torch.cat((bias[:rows_q].float() * q_scale, bias[rows_q:].float()))
     weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
     onednn = device == "cpu" and _ONEDNN_LINEAR and dtype in (torch.float32, torch.bfloat16)
     if onednn and dtype == torch.bfloat16:
@@ -164,6 +192,6 @@ def _weights(module: nn.Linear, before: nn.Linear | None, rows: int) -> _Weights
             weight = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
         except RuntimeError:  # a oneDNN build without bf16 on this CPU
             _disable_onednn_linear()
-            return _weights(module, before, rows)
-    cached = module.__dict__["_fast_inference_weights"] = _Weights(key, weight, bias, dtype, onednn, params)
+            return _weights(module, before, rows, q_scale)
+    cached = kept[(dtype, q_scale)] = _Weights(key, weight, bias, dtype, onednn, params)
     return cached

@@ -160,13 +160,19 @@ def _check_float(name: str, value: object, low: float, high: float, low_open=Fal
         raise ConfigError(f"{name}: {value} is outside {interval}")
 
 
-def attention(q, k, v, dropout: float = 0.0, record: Callable[[torch.Tensor], None] | None = None) -> torch.Tensor:
-    """softmax(q k^T / sqrt(d)) v over ``[..., tokens, head_dim]``; `record` receives the
-    softmax probabilities (pre-dropout) and forces the explicit computation."""
+def attention(
+    q, k, v, dropout: float = 0.0, record: Callable[[torch.Tensor], None] | None = None, scale: float | None = None
+) -> torch.Tensor:
+    """softmax(scale q k^T) v over ``[..., tokens, head_dim]``, scale ``1/sqrt(head_dim)``
+    unless given (1.0 where q comes pre-scaled); `record` receives the softmax probabilities
+    (pre-dropout) and forces the explicit computation."""
     explicit = q.device.type == "cpu" and q.dtype == torch.bfloat16 and q.shape[-2] <= EXPLICIT_MAX_TOKENS
     if record is None and not explicit:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)  # default scale: the reference's
-    probs = (q @ (k.transpose(-2, -1) * q.shape[-1] ** -0.5)).softmax(dim=-1)
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)  # None: the reference's
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    scores = q @ (k.transpose(-2, -1) if scale == 1.0 else k.transpose(-2, -1) * scale)
+    # In place when autograd does not keep the scores: one 7 MB buffer less per ViT-B block.
+    probs = scores.softmax(dim=-1) if scores.requires_grad else torch.softmax(scores, dim=-1, out=scores)
     if record is not None:
         if torch.is_grad_enabled() and not probs.requires_grad:
             probs.requires_grad_()  # a frozen model's maps: the graph starts here
@@ -191,15 +197,16 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
         return self.proj_drop(self.proj(self.attend(self.qkv(x), cls_only)))
 
-    def attend(self, qkv: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
+    def attend(self, qkv: torch.Tensor, cls_only: bool = False, scale: float | None = None) -> torch.Tensor:
         """``[batch, tokens, 3 * dim]`` projections -> the heads' outputs ``[batch, tokens, dim]``
-        (``[batch, 1, dim]`` with `cls_only`: the first token's output alone)."""
+        (``[batch, 1, dim]`` with `cls_only`: the first token's output alone); `scale` as in
+        `attention`."""
         batch, tokens, dim = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
         # One permute of a view: q, k, v come out as strided [batch, heads, tokens, head_dim].
         q, k, v = qkv.view(batch, tokens, 3, self.num_heads, dim // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         if cls_only:
             q = q[:, :, :1]
-        out = attention(q, k, v, self.attn_drop if self.training else 0.0, self.record)
+        out = attention(q, k, v, self.attn_drop if self.training else 0.0, self.record, scale)
         return out.transpose(1, 2).reshape(batch, q.shape[2], dim)
 
 
