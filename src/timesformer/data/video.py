@@ -282,11 +282,15 @@ def _decode_planned(container, path: str, window: _Window, convert) -> tuple[int
         plan = _decoding_plan(packets, wanted, _clean_start_test(stream.codec_context))
         got: dict[int, Any] = {}
         previous = None
+        skip = None
         for i, packet in enumerate([*plan, None]):  # None drains the decoder
             if i > 0 and plan[i - 1] is None:
                 stream.codec_context.flush_buffers()  # drained at a jump: ready for the next GOP
-            wanted_packet = packet is None or packet.pts in wanted
-            stream.codec_context.skip_frame = "DEFAULT" if wanted_packet else "NONREF"
+            # Set only on a change: each assignment costs the decoder ~20 us (2.6 ms per
+            # 131-frame clip, a sixth of decoding it).
+            wanted_skip = "DEFAULT" if packet is None or packet.pts in wanted else "NONREF"
+            if wanted_skip != skip:
+                stream.codec_context.skip_frame = skip = wanted_skip
             for frame in stream.decode(packet):
                 if frame.pts is None or (previous is not None and frame.pts <= previous):
                     return None
