@@ -157,9 +157,14 @@ def test_predict_decode_sizing_fills_a_gpu_and_leaves_the_cpu_to_the_model():
     gpu = decode_sizing(True, cores=16)
     assert (gpu.workers, gpu.ffmpeg_threads) == (16, 1)  # every core decodes one video
     assert (decode_sizing(True, 4, cores=16).workers, decode_sizing(True, 4, cores=16).ffmpeg_threads) == (4, 4)
-    cpu = decode_sizing(False, cores=16)
-    assert (cpu.workers, cpu.ffmpeg_threads) == (CPU_DECODE_THREADS, 0)  # 0: FFmpeg's own choice, as before
-    assert decode_sizing(False, 5, cores=16).workers == 5
+    assert (decode_sizing(True, 0, cores=16).workers, decode_sizing(True, 0, cores=16).ffmpeg_threads) == (0, 16)
+    # CPU: the model's threads fill the cores, so videos are decoded inline, FFmpeg choosing its threads
+    full = decode_sizing(False, cores=16, model_threads=16)
+    assert (full.workers, full.ffmpeg_threads) == (0, 0)
+    # cores the model leaves free decode ahead, shared among at most CPU_DECODE_THREADS
+    assert (decode_sizing(False, cores=16, model_threads=12).workers, decode_sizing(False, cores=16, model_threads=12).ffmpeg_threads) == (CPU_DECODE_THREADS, 2)
+    assert (decode_sizing(False, cores=16, model_threads=15).workers, decode_sizing(False, cores=16, model_threads=15).ffmpeg_threads) == (1, 1)
+    assert (decode_sizing(False, 5, cores=16).workers, decode_sizing(False, 5, cores=16).ffmpeg_threads) == (5, 0)  # asked for
 
 
 class GpuStandIn:
@@ -188,7 +193,8 @@ def test_a_gpu_predictor_batches_gpu_batch_size_videos_and_decodes_with_every_co
     with pytest.raises(UserError, match="--batch_size 0"):
         predictor.predict([str(video)], batch_size=0)
     cpu = Predictor(TorchEngine(torch.nn.Linear(1, 1), spec), spec)  # the engine's device decides
-    assert (cpu.batch_size, cpu.num_workers, cpu.pipeline.decode_threads) == (1, CPU_DECODE_THREADS, 0)
+    expected = decode_sizing(False)  # this machine's cores and torch threads
+    assert (cpu.batch_size, cpu.num_workers, cpu.pipeline.decode_threads) == (1, expected.workers, expected.ffmpeg_threads)
 
 
 # --------------------------------------------------------------------------- optimizer kernels
@@ -266,3 +272,31 @@ def test_a_fused_optimizer_takes_the_trainers_grad_scaler_sequence():
         assert all(torch.isfinite(p).all() for p in model.parameters())
     for plain, fused in zip(*(m.parameters() for m in models)):
         torch.testing.assert_close(plain, fused, rtol=1e-5, atol=1e-6)
+
+
+def test_decoding_inline_or_ahead_gives_the_same_videos_errors_and_order(tmp_path):
+    from timesformer.errors import VideoReadError
+    from timesformer.inference.decode import decode_ahead
+
+    def load(path: str) -> str:
+        if "bad" in path:
+            raise VideoReadError(path, "cannot be read")
+        if "gone" in path:
+            raise FileNotFoundError(path)
+        return path.upper()
+
+    paths = ["a", "bad1", "b", "gone", "c", "d", "bad2"]
+    runs = {workers: list(decode_ahead(iter(paths), load, workers)) for workers in (0, 1, 3)}
+    for got in runs.values():
+        assert [path for path, _, _ in got] == paths
+        assert [value for _, value, _ in got] == ["A", None, "B", None, "C", "D", None]
+        assert [str(error.path) if error else None for _, _, error in got] == [None, "bad1", None, "gone", None, None, "bad2"]
+
+
+@pytest.mark.parametrize("value", ["-1", "257"])
+def test_num_workers_out_of_range_is_one_line(value, capsys):
+    from timesformer.cli import main
+
+    code = main(["predict", "-i", "nowhere.mp4", "-w", "nowhere.safetensors", "--num_workers", value])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and err[0].startswith("timesformer predict: error: --num_workers")

@@ -169,7 +169,7 @@ def test_broken_and_missing_videos_are_named_and_the_rest_predicted(synth, tmp_p
 
     for lone in (broken, tmp_path / "nowhere.mp4"):  # one video: exactly one line, naming it
         code, out, err = run_cli(capsys, "predict", "--input_file", lone, "-w", synth["weights"])
-        err = [line for line in err if not line.startswith("[predict] engine: ")]  # which engine and precision ran
+        err = [line for line in err if not line.startswith(("[predict] engine: ", "[predict] feed: "))]  # what ran, how fed
         assert code == 1 and out == "" and len(err) == 1 and str(lone) in err[0]
 
     with pytest.raises(VideoReadError, match="a_broken.avi"):

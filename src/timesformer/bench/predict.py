@@ -1,5 +1,5 @@
-"""End-to-end predict on a folder of videos (`Predictor`: decoding ahead in threads while the
-model runs) against the model alone on the same, already decoded clips, and against
+"""End-to-end predict on a folder of videos (`Predictor` with its default feed: inline on a
+CPU the model fills, ahead in threads otherwise) against the model alone on the same, already decoded clips, and against
 PaddleVideo's way: each video decoded by its pipeline, then run, one after the other."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def bench_predict(session: BenchSession) -> None:
     options, c = session.options, session.config
     precision = session.predict_precision()
     weights = options.weights or save_model(session.model(), session.workdir / "bench_model.safetensors")
-    predictor = Predictor.from_weights(weights, device=str(session.device), precision=precision, num_workers=2)
+    predictor = Predictor.from_weights(weights, device=str(session.device), precision=precision)
     paths = predict_folder(session)
     folder = str(session.workdir / "predict_videos")
     decoded = [predictor.load_clip(path).unsqueeze(0) for path in paths]
@@ -48,7 +48,7 @@ def bench_predict(session: BenchSession) -> None:
     views, count = predictor.spec.views, len(paths)
     flops = views * timesformer_flops(c, count)
     notes = {
-        "predict": f"{count} videos in a folder, {views} views each, decode ahead in 2 threads; clips/s = videos/s",
+        "predict": f"{count} videos in a folder, {views} views each, {predictor.feed()}; clips/s = videos/s",
         "model-only": "the same clips decoded beforehand: the model's rate",
         "sequential": "PaddleVideo-style: its pipeline decodes a video, then the model runs, one video after another",
     }

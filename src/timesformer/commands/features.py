@@ -34,7 +34,9 @@ def register(sub) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: auto)")
     parser.add_argument("--batch_size", type=int, default=None, help="videos (or windows) per forward pass (default: 1; 8 on a GPU)")
     parser.add_argument("--num_workers", type=int, default=None,
-                        help="threads decoding videos ahead of the model (default: 2; on a GPU one per core)")  # fmt: skip
+                        help="threads decoding videos ahead of the model; 0: each video just before its forward "
+                        "(default: 0 on a CPU the model's threads fill, else up to 2 on the cores it leaves; "
+                        "one per core on a GPU)")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -45,12 +47,11 @@ def run(args: argparse.Namespace) -> int:
     from ..inference import Predictor
     from ..inference.feature_files import FeatureFiles, output_paths
     from ..inference.inputs import list_videos
+    from ..inference.predictor import check_feed_args
     from ..inference.windows import check_window_args
     from ..utils import check_distinct_paths
 
-    for flag, value in (("--batch_size", args.batch_size), ("--num_workers", args.num_workers)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} {value}: must be at least 1")
+    check_feed_args(args.batch_size, args.num_workers)
     check_window_args(args.window, args.stride)
     if args.override and not args.config:
         raise UserError(f"--override {args.override[0]}: overrides need a config (-c)")
@@ -69,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if ctx.is_main:
             print(f"[features] engine: {predictor.engine.description}", file=sys.stderr)
+            print(f"[features] feed: {predictor.feed(args.batch_size)}", file=sys.stderr)
         barrier(ctx)  # every rank has read what is done before any rank writes
         todo = [v for v in videos if v not in done]
         mine = todo[ctx.rank :: ctx.world_size]

@@ -63,7 +63,9 @@ def register(sub) -> None:
                         help="PyTorch autocast precision; auto: bf16 where the device computes it natively, else fp32 "
                         "(default: auto); ONNX Runtime runs the fp32 model")  # fmt: skip
     parser.add_argument("--num_workers", type=int, default=None,
-                        help="threads decoding videos ahead of the model (default: 2; on a GPU one per core)")  # fmt: skip
+                        help="threads decoding videos ahead of the model; 0: each video just before its forward "
+                        "(default: 0 on a CPU the model's threads fill, else up to 2 on the cores it leaves; "
+                        "one per core on a GPU)")  # fmt: skip
     parser.add_argument("--window", type=float, default=None, metavar="S",
                         help="predict along each video: one prediction per window of S seconds (with --stream: the window "
                         "predicted on, default: the test clip's span)")  # fmt: skip
@@ -84,9 +86,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.override) if args.config else None
     predictor = _build_predictor(args, cfg)
     print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
-    if predictor.engine.on_gpu:
-        print(f"[predict] GPU feed: {predictor.decoding.workers} decode threads x {predictor.decoding.ffmpeg_threads} FFmpeg "
-              f"thread(s), batch {args.batch_size or predictor.batch_size} videos", file=sys.stderr)  # fmt: skip
+    if args.stream is None:
+        print(f"[predict] feed: {predictor.feed(args.batch_size)}", file=sys.stderr)
     top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
     top_k = min(top_k, predictor.spec.num_classes)
     if args.stream is not None:
@@ -98,14 +99,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _check_modes(args: argparse.Namespace) -> None:
     """Flag combinations and values, before any file is read."""
+    from ..inference.predictor import check_feed_args
     from ..inference.windows import check_window_args
     from ..utils import check_distinct_paths
 
     if (args.input_file is None) == (args.stream is None):
         raise UserError("give either -i/--input_file (videos) or --stream SOURCE (a live stream)")
-    for flag, value in (("--batch_size", args.batch_size), ("--num_workers", args.num_workers)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} {value}: must be at least 1")
+    check_feed_args(args.batch_size, args.num_workers)
     if args.top_k is not None and args.top_k < 1:
         raise UserError(f"--top_k {args.top_k}: must be at least 1")
     check_window_args(args.window, args.stride)

@@ -1,5 +1,6 @@
-"""Decoding ahead of the model: a thread pool (PyAV and torch release the GIL) that keeps a
-few videos decoded while the engine runs on the current batch."""
+"""Decoding for the model: a thread pool (PyAV and torch release the GIL) that keeps a few
+videos decoded while the engine runs on the current batch, or inline, one video at a time,
+where the engine's threads take every core."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ T = TypeVar("T")
 def decode_ahead(
     paths: Iterable[str], load: Callable[[str], T], num_workers: int = 2
 ) -> Iterator[tuple[str, T | None, VideoReadError | None]]:
-    """`(path, load(path), None)` or `(path, None, error)` in input order, loaded ahead by a pool.
+    """`(path, load(path), None)` or `(path, None, error)` in input order, loaded ahead by a
+    pool of `num_workers` threads (0: inline, each when the consumer asks for it).
 
     A decoder failure (`VideoReadError`, FFmpeg's errors, an unreadable file) is that video's
     problem, not the run's; anything else is a bug and surfaces.
@@ -34,7 +36,10 @@ def decode_ahead(
             return None, VideoReadError(path, f"cannot be read ({type(err).__name__}: {first_line(err)})")
 
     paths = iter(paths)
-    num_workers = max(1, num_workers)
+    if num_workers < 1:  # inline: each video loaded when the consumer asks for it
+        for path in paths:
+            yield (path, *attempt(path))
+        return
     ahead = 2 * num_workers + 2
     with ThreadPoolExecutor(num_workers, thread_name_prefix="decode") as pool:
         pending = deque((p, pool.submit(attempt, p)) for p in itertools.islice(paths, ahead))
