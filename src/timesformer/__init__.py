@@ -6,6 +6,7 @@ Public API (imported lazily so that `import timesformer` stays fast):
     save_model(model, path)             our .safetensors format (config in metadata)
     preprocess(video_path, mode, ...)   PaddleVideo's exact test tensor [V, 3, T, H, W]
     Predictor                           top-k prediction on video files (torch or ONNX)
+    reuse_freed_memory()                glibc keeps freed memory for the next clip (the CLI's setting)
 """
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ _LAZY = {
     "explain": "timesformer.inference.explain",
     "ExplainResult": "timesformer.inference.explain",
     "Predictor": "timesformer.inference.predictor",
+    "reuse_freed_memory": "timesformer.allocator",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -108,8 +108,8 @@ def _divided_attention(block: "Block", x: torch.Tensor, T: int, cls_only: bool) 
 
 def _attend(attn: "Attention", x: torch.Tensor, cls_only: bool = False) -> torch.Tensor:
     """``attn.attend(attn.qkv(x), cls_only)``. Where the qkv weights are cast copies anyway
-    (autocast), the queries' 1/sqrt(head_dim) is folded into them; fp32 keeps the parameters
-    themselves (no second copy of 3 D^2 values per block) and scales the keys."""
+    (autocast), the queries' 1/sqrt(head_dim) is folded into them; fp32 computes with the
+    parameters themselves (no second copy of 3 D^2 values per block) and `attention` scales."""
     fold = _compute_dtype(attn.qkv) != attn.qkv.weight.dtype
     q_scale = (attn.qkv.out_features // 3 // attn.num_heads) ** -0.5 if fold else 1.0
     return attn.attend(linear(attn.qkv, x, q_scale=q_scale), cls_only, scale=1.0 if fold else None)
