@@ -48,7 +48,7 @@ def test_freed_memory_is_reused_without_page_faults():
 
 
 def test_a_users_own_malloc_settings_are_left_alone():
-    code = "from timesformer.allocator import reuse_freed_memory; print(reuse_freed_memory())"
+    code = "from timesformer import reuse_freed_memory; print(reuse_freed_memory())"
     env = {**os.environ, "MALLOC_TRIM_THRESHOLD_": "131072"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "glibc malloc, the user's settings"

@@ -21,8 +21,8 @@ import platform
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-# mallopt takes an int. 1 GiB: any tensor a clip needs comes from the heap; glibc versions
-# that cap the mmap threshold lower (32 MiB on 64-bit) get the cap.
+# mallopt takes an int. An mmap threshold of 1 GiB: any tensor a clip needs comes from the
+# heap; glibc versions that cap it lower (32 MiB on 64-bit) get the cap.
 _LARGE = 1 << 30
 _MMAP_THRESHOLD_CAP = 32 << 20
 _USER_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_MMAP_MAX_")
@@ -52,5 +52,5 @@ def _configure() -> str:
     # Setting either threshold also ends glibc's dynamic threshold, so both are set.
     if not mallopt(_M_MMAP_THRESHOLD, _LARGE) and not mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_CAP):
         return "glibc malloc, defaults (mallopt refused)"
-    mallopt(_M_TRIM_THRESHOLD, _LARGE)
+    mallopt(_M_TRIM_THRESHOLD, -1)  # -1: never trim (mallopt(3)), whatever a step frees at once
     return "glibc malloc, freed memory kept for reuse"
