@@ -121,7 +121,7 @@ def check_feed_args(batch_size: int | None, num_workers: int | None) -> None:
         _check_positive("--batch_size", batch_size)
     if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int)
                                     or not 0 <= num_workers <= MAX_DECODE_THREADS):  # fmt: skip
-        raise UserError(f"--num_workers {num_workers}: must be a whole number from 0 (decode inline) to {MAX_DECODE_THREADS}")
+        raise UserError(f"--num_workers {num_workers!r}: must be a whole number from 0 (decode inline) to {MAX_DECODE_THREADS}")
 
 
 def _check_positive(flag: str, value: int) -> None:
