@@ -1,6 +1,7 @@
 """End-to-end predict on a folder of videos (`Predictor` with its default feed: inline on a
-CPU the model fills, ahead in threads otherwise) against the model alone on the same, already decoded clips, and against
-PaddleVideo's way: each video decoded by its pipeline, then run, one after the other."""
+CPU the model fills, ahead in threads otherwise) against the model alone on the same,
+already decoded clips, and against PaddleVideo's way: each video decoded by its pipeline,
+then run, one after the other."""
 
 from __future__ import annotations
 

@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
         if ctx.is_main:
             print(f"[features] engine: {predictor.engine.description}", file=sys.stderr)
-            print(f"[features] feed: {predictor.feed(args.batch_size)}", file=sys.stderr)
+            if args.window is None:  # windows are decoded their own way
+                print(f"[features] feed: {predictor.feed(args.batch_size)}", file=sys.stderr)
         barrier(ctx)  # every rank has read what is done before any rank writes
         todo = [v for v in videos if v not in done]
         mine = todo[ctx.rank :: ctx.world_size]

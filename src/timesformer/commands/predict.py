@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.override) if args.config else None
     predictor = _build_predictor(args, cfg)
     print(f"[predict] engine: {predictor.engine.description}", file=sys.stderr)
-    if args.stream is None:
+    if args.stream is None and args.window is None:  # windows and streams are decoded their own way
         print(f"[predict] feed: {predictor.feed(args.batch_size)}", file=sys.stderr)
     top_k = args.top_k if args.top_k is not None else cfg.INFERENCE.top_k if cfg else 1
     top_k = min(top_k, predictor.spec.num_classes)
