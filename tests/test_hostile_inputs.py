@@ -97,6 +97,30 @@ def test_convert_refuses_dst_on_src(tmp_path, capsys, monkeypatch):
     assert src.read_bytes() == b"not really weights"
 
 
+def test_predict_and_features_refuse_outputs_on_the_videos_a_folder_or_list_names(tmp_path, capsys):
+    """`-i` names a folder or a list: the videos in it are inputs too. The weights are never read:
+    the check comes first."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    video = folder / "clip.mp4"
+    video.write_bytes(b"a video's bytes")
+    weights = tmp_path / "w.safetensors"
+    err = run_cli(capsys, "predict", "-i", folder, "-w", weights, "--json", video)
+    assert "--json" in err and "would overwrite -i" in err and "clip.mp4" in err
+    listing = tmp_path / "videos.txt"
+    listing.write_text(f"{video} 0\n")
+    err = run_cli(capsys, "predict", "-i", listing, "-w", weights, "--window", "2", "--json", video)
+    assert "would overwrite -i" in err and "clip.mp4" in err
+
+    out = tmp_path / "features"
+    out.mkdir()
+    (out / "features.npy").write_bytes(b"named as a video by the list")
+    listing.write_text(f"{video} 0\n{out / 'features.npy'} 1\n")
+    err = run_cli(capsys, "features", "-i", listing, "-w", weights, "-o", out)
+    assert "would overwrite -i" in err and "features.npy" in err
+    assert video.read_bytes() == b"a video's bytes" and (out / "features.npy").read_bytes() == b"named as a video by the list"
+
+
 def test_extract_frames_refuses_its_list_over_the_input(tmp_path, capsys):
     out = tmp_path / "out"
     out.mkdir()

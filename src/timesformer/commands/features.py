@@ -55,12 +55,13 @@ def run(args: argparse.Namespace) -> int:
     check_window_args(args.window, args.stride)
     if args.override and not args.config:
         raise UserError(f"--override {args.override[0]}: overrides need a config (-c)")
+    videos = list_videos(args.input_file)
+    # The videos a folder or list names count as inputs too: an output among them would replace one.
     check_distinct_paths(
-        {"-w": args.weights, "-c": args.config, "-i": args.input_file},
+        {"-w": args.weights, "-c": args.config, "-i": [args.input_file, *videos]},
         dict(zip(("-o (features.npy)", "-o (features.jsonl)"), output_paths(args.output))),
     )
     files = FeatureFiles(args.output)
-    videos = list_videos(args.input_file)
     done = files.done()
     ctx = setup(args.device)
     try:

@@ -79,8 +79,13 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.config import load_config
+    from ..inference.inputs import list_videos
+    from ..utils import check_distinct_paths
 
     _check_modes(args)
+    videos = None if args.stream is not None else list_videos(args.input_file)
+    if videos:  # the videos a folder or list names are inputs too: --json may not replace one
+        check_distinct_paths({"-i": videos}, {"--json": args.json, "--plot": args.plot})
     if args.override and not args.config:
         raise UserError(f"-o {args.override[0]}: overrides need a config (-c)")
     cfg = load_config(args.config, args.override) if args.config else None
@@ -93,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
     if args.stream is not None:
         return _run_stream(args, predictor, top_k)
     if args.window is not None:
-        return _run_windows(args, predictor, top_k)
-    return _run_videos(args, predictor, top_k)
+        return _run_windows(args, videos, predictor, top_k)
+    return _run_videos(args, videos, predictor, top_k)
 
 
 def _check_modes(args: argparse.Namespace) -> None:
@@ -124,12 +129,10 @@ def _check_modes(args: argparse.Namespace) -> None:
     check_distinct_paths(inputs, {"--json": args.json, "--plot": args.plot})
 
 
-def _run_videos(args: argparse.Namespace, predictor, top_k: int) -> int:
+def _run_videos(args: argparse.Namespace, videos: list[str], predictor, top_k: int) -> int:
     from ..errors import VideoReadError
-    from ..inference.inputs import list_videos
     from ..utils import atomic_write_text
 
-    videos = list_videos(args.input_file)
     predictions, failed = [], []
     for result in predictor.iter_predict(videos, top_k=top_k, batch_size=args.batch_size):
         if isinstance(result, VideoReadError):
@@ -150,13 +153,11 @@ def _run_videos(args: argparse.Namespace, predictor, top_k: int) -> int:
     return 1 if failed else 0
 
 
-def _run_windows(args: argparse.Namespace, predictor, top_k: int) -> int:
+def _run_windows(args: argparse.Namespace, videos: list[str], predictor, top_k: int) -> int:
     """One line per window, `start-end label score`, under each video's header line."""
     from ..errors import VideoReadError
-    from ..inference.inputs import list_videos
     from ..utils import atomic_write_text
 
-    videos = list_videos(args.input_file)
     timelines, failed = [], []
     for result in predictor.iter_timelines(videos, args.window, args.stride, top_k, args.batch_size):
         if isinstance(result, VideoReadError):
