@@ -1,10 +1,11 @@
 """The training feed: pixel clips (uint8 when unscaled) normalized on the device equal the CPU
-pipeline's float tensors; per-rank worker / FFmpeg thread sizing; predict's decode threads and
+pipeline's float tensors; per-rank worker / decode thread sizing; predict's decode threads and
 batch size on a GPU; fused optimizers and DDP options only where they apply."""
 
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ import torch
 from test_video import HEIGHT, encode_video  # tests/ is on sys.path under pytest
 from timesformer.data.datasets import VideoListDataset, collate_samples
 from timesformer.data.pipeline import VideoPipeline, sample_rng
-from timesformer.data.video import _seek, data_threads, open_video, read_clip, usable_cores
+from timesformer.data.video import (
+    _seek, data_threads, open_video, read_clip, sample_frames, split_decode_threads, usable_cores,
+)
 from timesformer.engine.config.schema import OptimizerConfig, WeightDecayConfig
 from timesformer.engine.loaders import clips_to_device, make_loader
 from timesformer.engine.optim import build_optimizer, load_optimizer_state
@@ -96,25 +99,25 @@ def test_sample_rng_keeps_the_pixel_and_float_paths_on_one_draw(video):
 # --------------------------------------------------------------------------- per-rank sizing
 
 
-def test_eight_ranks_on_sixteen_cores_get_two_workers_of_one_ffmpeg_thread():
+def test_eight_ranks_on_sixteen_cores_get_two_workers_of_one_decode_thread():
     threads = data_threads(4, cores=16, env={"LOCAL_WORLD_SIZE": "8"})
-    assert (threads.workers, threads.ffmpeg_threads) == (2, 1)
-    assert threads.describe() == "data: 2 workers x 1 FFmpeg thread per rank, 16 cores / 8 local ranks"
+    assert (threads.workers, threads.decode_threads) == (2, 1)
+    assert threads.describe() == "data: 2 workers x 1 thread per decode, 16 cores / 8 local ranks"
     roomy = data_threads(4, cores=64, env={"LOCAL_WORLD_SIZE": "8"})  # 8 cores each: 4 workers x 2 threads
-    assert (roomy.workers, roomy.ffmpeg_threads) == (4, 2)
+    assert (roomy.workers, roomy.decode_threads) == (4, 2)
     alone = data_threads(0, cores=2, env={})  # no torchrun, no workers: the main process decodes with both cores
-    assert (alone.workers, alone.ffmpeg_threads, alone.local_ranks) == (0, 2, 1)
-    assert alone.describe() == "data: no workers (main process) x 2 FFmpeg threads per rank, 2 cores / 1 local rank"
+    assert (alone.workers, alone.decode_threads, alone.local_ranks) == (0, 2, 1)
+    assert alone.describe() == "data: no workers (main process) x 2 threads per decode, 2 cores / 1 local rank"
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3, 16, 96])
 @pytest.mark.parametrize("ranks", [1, 2, 8])
 @pytest.mark.parametrize("workers", [0, 1, 4, 32])
-def test_ranks_times_workers_times_ffmpeg_threads_never_exceed_the_cores(cores, ranks, workers):
+def test_ranks_times_workers_times_decode_threads_never_exceed_the_cores(cores, ranks, workers):
     threads = data_threads(workers, cores=cores, env={"LOCAL_WORLD_SIZE": str(ranks)})
     decoders = max(threads.workers, 1)  # with no workers the main process decodes
-    assert ranks * decoders * threads.ffmpeg_threads <= max(cores, ranks)
-    assert threads.workers <= workers and threads.ffmpeg_threads >= 1
+    assert ranks * decoders * threads.decode_threads <= max(cores, ranks)
+    assert threads.workers <= workers and threads.decode_threads >= 1
     if workers and cores >= ranks * workers:
         assert threads.workers == workers  # a cap, never a cut below what fits
 
@@ -131,15 +134,35 @@ def test_a_negative_decode_thread_count_is_one_line():
 
 
 @pytest.mark.parametrize("threads, count, kind", [(1, 1, None), (3, 3, "AUTO"), (0, 0, "AUTO")])
-def test_decode_uses_the_ffmpeg_threads_it_is_given(video, threads, count, kind):
+def test_seek_sets_the_ffmpeg_threads_it_is_given(video, threads, count, kind):
     with open_video(video) as container:
         stream = _seek(container, str(video), 0, threads).streams.video[0]
         assert stream.thread_count == count
         if kind:
             assert stream.thread_type.name == kind
-    pipeline = VideoPipeline(num_seg=4, short_side_min=HEIGHT, short_side_max=HEIGHT, crop_size=32, decode_threads=threads)
-    assert torch.equal(pipeline(video, normalize=False), VideoPipeline(num_seg=4, short_side_min=HEIGHT,
-                       short_side_max=HEIGHT, crop_size=32)(video, normalize=False))  # fmt: skip
+
+
+def test_a_decode_with_two_cores_or_more_converts_on_a_helper_thread(video):
+    assert split_decode_threads(1) == (1, False)  # the workers fill the cores: convert in between
+    assert split_decode_threads(2) == (1, True) and split_decode_threads(8) == (7, True)
+    assert split_decode_threads(0) == split_decode_threads(usable_cores())
+    for threads, converting_thread in [(1, "MainThread"), (2, "convert")]:
+        names = set()
+        frames = sample_frames(video, 4, "test", threads=threads,
+                               convert=lambda rgb: names.add(threading.current_thread().name) or rgb)  # fmt: skip
+        assert np.array_equal(np.stack(frames), read_clip(video, 4, "test"))
+        assert len(names) == 1 and names.pop().startswith(converting_thread)
+
+
+@pytest.mark.parametrize("container_format", ["mp4", "h264"])  # h264: no duration, the window is drawn twice
+def test_helper_thread_keeps_every_random_draw_and_tensor(tmp_path, container_format):
+    video = encode_video(tmp_path / f"v.{container_format}", 40, "h264", container_format=container_format)
+    inline, helper = (VideoPipeline.for_mode("train", 4, short_side_min=40, short_side_max=60, crop_size=32,
+                                             decode_threads=threads) for threads in (1, 2))  # fmt: skip
+    for index in range(4):
+        rng_inline, rng_helper = sample_rng(0, 1, index), sample_rng(0, 1, index)
+        assert torch.equal(inline(video, rng_inline), helper(video, rng_helper))
+        assert rng_inline.random() == rng_helper.random()  # the same draws, in the same order
 
 
 def test_make_loader_decodes_as_the_plan_says(tmp_path, video):
@@ -155,16 +178,16 @@ def test_make_loader_decodes_as_the_plan_says(tmp_path, video):
 
 def test_predict_decode_sizing_fills_a_gpu_and_leaves_the_cpu_to_the_model():
     gpu = decode_sizing(True, cores=16)
-    assert (gpu.workers, gpu.ffmpeg_threads) == (16, 1)  # every core decodes one video
-    assert (decode_sizing(True, 4, cores=16).workers, decode_sizing(True, 4, cores=16).ffmpeg_threads) == (4, 4)
-    assert (decode_sizing(True, 0, cores=16).workers, decode_sizing(True, 0, cores=16).ffmpeg_threads) == (0, 16)
+    assert (gpu.workers, gpu.decode_threads) == (16, 1)  # every core decodes one video
+    assert (decode_sizing(True, 4, cores=16).workers, decode_sizing(True, 4, cores=16).decode_threads) == (4, 4)
+    assert (decode_sizing(True, 0, cores=16).workers, decode_sizing(True, 0, cores=16).decode_threads) == (0, 16)
     # CPU: the model's threads fill the cores, so videos are decoded inline, FFmpeg choosing its threads
     full = decode_sizing(False, cores=16, model_threads=16)
-    assert (full.workers, full.ffmpeg_threads) == (0, 0)
+    assert (full.workers, full.decode_threads) == (0, 0)
     # cores the model leaves free decode ahead, shared among at most CPU_DECODE_THREADS
-    assert (decode_sizing(False, cores=16, model_threads=12).workers, decode_sizing(False, cores=16, model_threads=12).ffmpeg_threads) == (CPU_DECODE_THREADS, 2)
-    assert (decode_sizing(False, cores=16, model_threads=15).workers, decode_sizing(False, cores=16, model_threads=15).ffmpeg_threads) == (1, 1)
-    assert (decode_sizing(False, 5, cores=16).workers, decode_sizing(False, 5, cores=16).ffmpeg_threads) == (5, 0)  # asked for
+    assert (decode_sizing(False, cores=16, model_threads=12).workers, decode_sizing(False, cores=16, model_threads=12).decode_threads) == (CPU_DECODE_THREADS, 2)
+    assert (decode_sizing(False, cores=16, model_threads=15).workers, decode_sizing(False, cores=16, model_threads=15).decode_threads) == (1, 1)
+    assert (decode_sizing(False, 5, cores=16).workers, decode_sizing(False, 5, cores=16).decode_threads) == (5, 0)  # asked for
 
 
 class GpuStandIn:
@@ -194,7 +217,7 @@ def test_a_gpu_predictor_batches_gpu_batch_size_videos_and_decodes_with_every_co
         predictor.predict([str(video)], batch_size=0)
     cpu = Predictor(TorchEngine(torch.nn.Linear(1, 1), spec), spec)  # the engine's device decides
     expected = decode_sizing(False)  # this machine's cores and torch threads
-    assert (cpu.batch_size, cpu.num_workers, cpu.pipeline.decode_threads) == (1, expected.workers, expected.ffmpeg_threads)
+    assert (cpu.batch_size, cpu.num_workers, cpu.pipeline.decode_threads) == (1, expected.workers, expected.decode_threads)
 
 
 # --------------------------------------------------------------------------- optimizer kernels

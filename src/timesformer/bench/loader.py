@@ -4,7 +4,7 @@ forward), and the loader alone in clips/s against the training step's rate.
 
 Two feeds, as `timesformer train` had them and has them: "float" (the CPU normalizes, float32
 crosses to the device) and "pixels" (the engine's: pixel values cross, uint8 where no frame
-was scaled, and the device normalizes). Workers and FFmpeg threads per decode come from
+was scaled, and the device normalizes). Workers and threads per decode come from
 `data_threads`, as in training: run under `LOCAL_WORLD_SIZE=8` to see one rank's share of an
 8-GPU machine.
 """
@@ -54,7 +54,7 @@ def bench_loader(session: BenchSession) -> None:
         threads = data_threads(workers)
         for feed in FEEDS:
             dataset = train_dataset(session, samples, normalize=feed == "float")
-            dataset.pipeline.decode_threads = threads.ffmpeg_threads
+            dataset.pipeline.decode_threads = threads.decode_threads
 
             def make_loader():
                 return torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=threads.workers,
@@ -85,7 +85,7 @@ def bench_loader(session: BenchSession) -> None:
                            first_batch_s=batch_costs[0], samples=samples, samples_per_s_overall=samples / total,
                            loader_clips_per_s=loader_rate, train_step_clips_per_s=step_rate,
                            bytes_per_clip=statistics.mean(clip_bytes), feed_dtype=",".join(sorted(dtypes)),
-                           ffmpeg_threads=threads.ffmpeg_threads, data_threads=threads.describe(),
+                           decode_threads=threads.decode_threads, data_threads=threads.describe(),
                            note="train pipeline; batch_cost = reader_cost + forward")  # fmt: skip
             if step_rate and loader_rate:
                 session.ratio("loader", "loader_vs_step", loader_rate / step_rate,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from timesformer.data import transforms as T
-from timesformer.data.video import MODES, read_frames, sample_frames
+from timesformer.data.video import MODES, read_frames, sample_frames, usable_cores
 from timesformer.errors import ConfigError
 
 CROPS = ("uniform", "random", "center", "none")
@@ -46,7 +46,7 @@ class VideoPipeline:
     crop_size, crop: "uniform" (3 views: start, end, middle), "random", "center", "none"
         [UniformCrop / RandomCrop / CenterCrop target_size]
     flip: mirror left-right with probability 0.5 [RandomFlip]
-    decode_threads: FFmpeg threads per decode; 0: FFmpeg's choice, frame threads (the
+    decode_threads: cores one decode may keep busy (0: all; see `video.split_decode_threads`; the
         training loader sets it per rank, see `engine.loaders.data_threads`)
     """
 
@@ -73,7 +73,7 @@ class VideoPipeline:
         if self.num_seg < 1:
             raise ConfigError(f"pipeline num_seg: {self.num_seg} must be at least 1")
         if self.decode_threads < 0:
-            raise ConfigError(f"pipeline decode_threads: {self.decode_threads} must be 0 (FFmpeg's choice) or more")
+            raise ConfigError(f"pipeline decode_threads: {self.decode_threads} must be 0 (every core) or more")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"pipeline mean/std: need 3 values each and std > 0, got {self.mean} / {self.std}")
         if not 0 < self.short_side_min <= self.short_side_max:
@@ -105,9 +105,9 @@ class VideoPipeline:
     ) -> torch.Tensor:
         """`[V, 3, T, h, w]`: normalized float32, or pixel values (see the module) when not `normalize`."""
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
-        with T.one_torch_thread():
-            frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler,
-                                   threads=self.decode_threads)  # fmt: skip
+        frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler,
+                               threads=self.decode_threads, first_frame=scaler.draw)  # fmt: skip
+        with T.torch_threads(self.decode_threads or usable_cores()):  # the decode's cores, free again
             return self._views(T.stack_frames(frames), rng, normalize)
 
     def frames(
@@ -120,7 +120,7 @@ class VideoPipeline:
     def transform(self, frames: np.ndarray, rng: np.random.Generator | None = None, normalize: bool = True) -> torch.Tensor:
         """uint8 `[T, H, W, 3]` -> `[V, 3, T, h, w]`: scale, crop, flip, normalize (unless not `normalize`)."""
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
-        with T.one_torch_thread():
+        with T.torch_threads(1):
             return self._views(T.stack_frames([scaler(frame) for frame in frames]), rng, normalize)
 
     def normalize(self, pixels: torch.Tensor) -> torch.Tensor:

@@ -25,19 +25,20 @@ import torch.nn.functional as F
 
 
 @contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch ops on the calling thread alone for the duration.
+def torch_threads(count: int = 1) -> Iterator[None]:
+    """Run torch ops on at most `count` threads of the calling thread for the duration.
 
-    A clip's tensor work takes a few milliseconds on one core, while FFmpeg's frame
-    threads keep every core busy: an op split over torch's thread pool then waits for a
-    pool thread to be scheduled (measured: 10-20 ms per op instead of 1 ms). With
-    OpenMP (torch's CPU backend) the setting belongs to the calling thread only.
+    A frame's tensor work takes a few milliseconds on one core, while the decoder keeps the
+    other cores busy: an op split over torch's thread pool then waits for a pool thread to
+    be scheduled (measured: 10-20 ms per op instead of 1 ms). Once decoding is done, the
+    clip's cores are free for its crops. With OpenMP (torch's CPU backend) the setting
+    belongs to the calling thread only.
     """
     threads = torch.get_num_threads()
-    if threads == 1:
+    if threads <= count:
         yield
         return
-    torch.set_num_threads(1)
+    torch.set_num_threads(count)
     try:
         yield
     finally:
@@ -75,12 +76,14 @@ def _check_fits(height: int, width: int, size: int) -> None:
 class ShortSideScaler:
     """JitterScale frame by frame: uint8 `[H, W, 3]` -> `[1, 3, h, w]` (0..255, channels-last
     storage): the frame itself, uint8, when its short side already is the size; float32 when
-    scaled.
+    scaled. Calls are sequential (one thread at a time), each on one torch thread: the
+    decoder keeps the other cores busy.
 
-    The short side is drawn (`round(uniform(min, max))`, no draw when min == max) at the
-    first frame, i.e. after the decoder drew the window, so a sample's draws keep one
-    order. Frames become float through one reused buffer: fresh memory for each full-size
-    float frame costs more in page faults than the conversion itself.
+    The short side is drawn (`round(uniform(min, max))`, no draw when min == max) by `draw`,
+    which the first frame calls if the decoding thread did not (it calls it when it hands the
+    first frame to a helper thread): after the decoder drew the window, so a sample's draws
+    keep one order. Frames become float through one reused buffer: fresh memory for each
+    full-size float frame costs more in page faults than the conversion itself.
     """
 
     def __init__(self, min_size: int, max_size: int, rng: np.random.Generator | None = None):
@@ -88,7 +91,8 @@ class ShortSideScaler:
         self.size: int | None = None
         self._buffer: np.ndarray | None = None
 
-    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+    def draw(self) -> int:
+        """The clip's short side, drawn at the first call."""
         if self.size is None:
             if self.min_size == self.max_size:
                 self.size = self.min_size
@@ -96,12 +100,17 @@ class ShortSideScaler:
                 raise ValueError("JitterScale with min_size < max_size is random and needs rng")
             else:
                 self.size = jitter_size(self.min_size, self.max_size, self.rng)
-        if min(rgb.shape[:2]) == self.size:
+        return self.size
+
+    def __call__(self, rgb: np.ndarray) -> torch.Tensor:
+        size = self.draw()
+        if min(rgb.shape[:2]) == size:
             return torch.from_numpy(rgb).permute(2, 0, 1)[None]
         if self._buffer is None or self._buffer.shape != rgb.shape:
             self._buffer = np.empty(rgb.shape, np.float32)
         np.copyto(self._buffer, rgb)  # numpy: one thread, never waits for a busy pool
-        return resize_short_side(torch.from_numpy(self._buffer).permute(2, 0, 1)[None], self.size)
+        with torch_threads(1):
+            return resize_short_side(torch.from_numpy(self._buffer).permute(2, 0, 1)[None], size)
 
 
 def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:

@@ -55,7 +55,7 @@ def make_loader(dataset, batch_sampler: Sampler, threads: DataThreads, device: t
     """Batches of `collate_samples`, pinned for CUDA, decoded as `threads` says (no more workers
     than batches: more would only cost start-up time)."""
     workers = min(threads.workers, len(batch_sampler))
-    dataset.pipeline.decode_threads = threads.ffmpeg_threads
+    dataset.pipeline.decode_threads = threads.decode_threads
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,

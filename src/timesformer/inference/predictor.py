@@ -93,10 +93,10 @@ def decode_sizing(
     on_gpu: bool, num_workers: int | None = None, cores: int | None = None, model_threads: int | None = None
 ) -> DataThreads:
     """Threads decoding ahead of the engine (`num_workers`; 0: each video decoded inline, just
-    before its forward) and FFmpeg threads per decode (0: FFmpeg's choice).
+    before its forward) and threads per decode (0: every core, see `split_decode_threads`).
 
-    On a GPU the cores have nothing else to do: one decode per core, FFmpeg threads only where
-    cores are left over (`data_threads`). On the CPU the model's threads (`model_threads`,
+    On a GPU the cores have nothing else to do: one decode per core, more threads per decode
+    only where cores are left over (`data_threads`). On the CPU the model's threads (`model_threads`,
     torch's count) run on the cores, and a decode beside them makes each parallel GEMM wait for
     the core it took: on 2 cores, 2 decode threads gave 0.87-0.91x of the model-only rate,
     decoding inline (every core for FFmpeg, then every core for the model) 1.00x. So by default
@@ -150,7 +150,7 @@ class Predictor:
             short_side_min=spec.short_size,
             short_side_max=spec.short_size,
             crop_size=spec.target_size,
-            decode_threads=self.decoding.ffmpeg_threads,
+            decode_threads=self.decoding.decode_threads,
         )
 
     @property
@@ -161,11 +161,12 @@ class Predictor:
     def feed(self, batch_size: int | None = None) -> str:
         """How videos reach the engine, for a log line."""
         decoding, batch = self.decoding, batch_size or self.batch_size
-        ffmpeg = f"{decoding.ffmpeg_threads} FFmpeg thread(s)" if decoding.ffmpeg_threads else "FFmpeg's thread count"
+        threads = decoding.decode_threads
+        per_video = f"{threads} thread(s) per video" if threads else "every core per video"
         how = (
-            f"each video decoded just before its forward ({ffmpeg})"
+            f"each video decoded just before its forward ({per_video})"
             if decoding.workers == 0
-            else f"{decoding.workers} decode threads ahead x {ffmpeg}"
+            else f"{decoding.workers} decode threads ahead, {per_video}"
         )
         return f"{how}, batch {batch} video(s), {decoding.cores} cores"
 

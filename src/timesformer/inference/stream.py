@@ -20,6 +20,7 @@ from typing import Iterator
 import av
 import numpy as np
 
+from ..data.video import FrameFormatter
 from ..errors import UserError
 from ..utils import first_line
 from .windows import Window, sampled_frames
@@ -169,6 +170,7 @@ def _read(container, source, window_s: float, every_s: float, num_seg: int, slot
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or stream.base_rate or DEFAULT_FPS)
             open_windows: list[tuple[Window, dict[int, np.ndarray]]] = []
+            to_rgb = FrameFormatter()
             k = 0
             for index, frame in enumerate(container.decode(stream)):
                 if stop.is_set():
@@ -181,7 +183,7 @@ def _read(container, source, window_s: float, every_s: float, num_seg: int, slot
                 rgb = None
                 for span, held in open_windows:
                     if index in span.frames:
-                        rgb = rgb if rgb is not None else frame.to_ndarray(format="rgb24")
+                        rgb = rgb if rgb is not None else to_rgb(frame)
                         held[index] = rgb
                 while open_windows and open_windows[0][0].frames[-1] <= index:
                     span, held = open_windows.pop(0)

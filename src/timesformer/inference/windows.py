@@ -19,7 +19,7 @@ from typing import Iterator
 import av
 import numpy as np
 
-from ..data.video import _count_packets, _frame_rate, is_truncated, open_video, require_video_file
+from ..data.video import FrameFormatter, _count_packets, _frame_rate, is_truncated, open_video, require_video_file
 from ..errors import UserError, VideoReadError
 from ..utils import first_line
 
@@ -116,6 +116,7 @@ def iter_window_frames(path: str | os.PathLike, windows: list[Window]) -> Iterat
     last_wanted = max(wanted)
     next_window = 0
     decoded, last_frame = 0, None
+    rgb = FrameFormatter()
     try:
         with open_video(path) as container:
             stream = container.streams.video[0]
@@ -123,7 +124,7 @@ def iter_window_frames(path: str | os.PathLike, windows: list[Window]) -> Iterat
             for index, frame in enumerate(container.decode(stream)):
                 decoded, last_frame = index + 1, frame
                 for w in wanted.pop(index, ()):
-                    held[w][index] = frame.to_ndarray(format="rgb24")
+                    held[w][index] = rgb(frame)
                 while next_window < len(windows) and len(held[next_window]) == needs[next_window]:
                     window = windows[next_window]
                     yield window, [held[next_window][i] for i in window.frames]
@@ -131,7 +132,7 @@ def iter_window_frames(path: str | os.PathLike, windows: list[Window]) -> Iterat
                     next_window += 1
                 if index >= last_wanted:
                     break
-            last_rgb = last_frame.to_ndarray(format="rgb24") if last_frame is not None and next_window < len(windows) else None
+            last_rgb = rgb(last_frame) if last_frame is not None and next_window < len(windows) else None
     except (av.FFmpegError, OSError, EOFError) as err:
         raise VideoReadError(path, f"cannot decode: {first_line(err)}") from err
     if decoded == 0:

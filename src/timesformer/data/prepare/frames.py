@@ -43,7 +43,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
     import av
 
     from ...errors import VideoReadError
-    from ..video import open_video
+    from ..video import FrameFormatter, open_video
 
     if frame_dir.is_dir():
         return count_frames(frame_dir)
@@ -60,6 +60,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             encoder = None
+            to_jpeg_format = FrameFormatter("yuvj420p")
             for frame in container.decode(stream):
                 if encoder is None:
                     encoder = av.CodecContext.create("mjpeg", "w")
@@ -67,7 +68,7 @@ def extract_video_frames(video: str, frame_dir: Path) -> int:
                     encoder.pix_fmt = "yuvj420p"
                     encoder.time_base = Fraction(1, 25)
                     encoder.options = {"flags": "+qscale", "global_quality": str(JPEG_QUALITY * 118)}
-                count = _save_jpegs(encoder.encode(frame.reformat(format="yuvj420p")), scratch, count)
+                count = _save_jpegs(encoder.encode(to_jpeg_format.frame(frame)), scratch, count)
             if encoder is not None:
                 count = _save_jpegs(encoder.encode(None), scratch, count)
         if count == 0:
