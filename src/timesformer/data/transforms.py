@@ -1,10 +1,10 @@
 """Clip transforms on torch tensors, PaddleVideo's TimeSformer ops without PIL.
 
-Clips travel as `[T, 3, H, W]` tensors holding pixel values in [0, 255] (stored
-channels-last, the layout the decoder's `[H, W, 3]` frames already have, which is also
-the layout torch's bilinear kernel is fastest on): uint8 while no frame was scaled, float
-once bilinear scaling made fractional values. Frames are scaled one by one as the decoder
-delivers them. Normalization comes last, fused with the copy that makes each crop
+Frames travel as `[1, 3, H, W]` tensors (clips as `[T, 3, H, W]`) holding pixel values in
+[0, 255] (stored channels-last, the layout the decoder's `[H, W, 3]` frames already have,
+which is also the layout torch's bilinear kernel is fastest on): uint8 while no frame was
+scaled, float once bilinear scaling made fractional values. Frames are scaled one by one as
+the decoder delivers them. Normalization comes last, fused with the copy that makes each crop
 contiguous (`normalized_crop`), or later on the training device (`crop` keeps the pixel
 values, `normalize_pixels` finishes there with the same maths): `(x / 255 - mean) / std` is
 a per-channel affine map, and bilinear resizing and cropping are linear maps that act on
@@ -17,6 +17,7 @@ Every random choice takes an explicit `numpy.random.Generator` (see `pipeline.sa
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator, Sequence
 
 import numpy as np
@@ -113,12 +114,6 @@ class ShortSideScaler:
             return resize_short_side(torch.from_numpy(self._buffer).permute(2, 0, 1)[None], size)
 
 
-def stack_frames(frames: list[torch.Tensor]) -> torch.Tensor:
-    """`[1, 3, h, w]` channels-last frames -> `[T, 3, h, w]` (channels-last storage)."""
-    stacked = np.concatenate([frame.permute(0, 2, 3, 1).numpy() for frame in frames])
-    return torch.from_numpy(stacked).permute(0, 3, 1, 2)
-
-
 def uniform_crop_offsets(height: int, width: int, size: int) -> list[tuple[int, int]]:
     """UniformCrop's three `(top, left)` offsets along the long side, in PaddleVideo's order
     (start, end, middle): `0, 2 * step, step` with `step = (long - size) // 2`. The short
@@ -158,7 +153,12 @@ def crop(clip: torch.Tensor, top: int, left: int, height: int, width: int, flip:
 
 def _affine(mean: Sequence[float], std: Sequence[float], device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`(x / 255 - mean) / std` as `x * scale + bias`, per channel, shaped `[3, 1, 1, 1]`
-    (computed in float64, then rounded once)."""
+    (computed in float64, then rounded once). Cached: a clip's crops are cut frame by frame."""
+    return _affine_tensors(tuple(map(float, mean)), tuple(map(float, std)), torch.device(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=16)
+def _affine_tensors(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     std_t = torch.tensor(std, dtype=torch.float64)
     scale = (1.0 / (255.0 * std_t)).float().view(-1, 1, 1, 1)
     bias = (-torch.tensor(mean, dtype=torch.float64) / std_t).float().view(-1, 1, 1, 1)
