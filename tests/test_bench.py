@@ -48,12 +48,16 @@ def test_flops_vit_b_divided_closed_form():
 
 
 @pytest.mark.parametrize("attention_type", ["divided_space_time", "joint_space_time", "space_only"])
-def test_flops_match_torch_flop_counter(attention_type):
+def test_flops_match_torch_flop_counter(attention_type, monkeypatch):
     """torch's FlopCounterMode counts every mm/bmm/conv the model really runs (SDPA through
     its math path so that the attention products are visible to it). The training path in
     float64 (plain ATen ops, which the counter knows; fp32 training runs oneDNN ops it does
-    not) is the reference computation; inference may skip more work (the averaged cls token
-    projected once), which the count must not credit."""
+    not), with the temporal projection and `temporal_fc` as the two layers they are, is the
+    reference computation; the fast paths may skip work (both fold those two layers into one
+    GEMM, inference projects the averaged cls token once), which the count must not credit."""
+    from timesformer.model.timesformer import Block
+
+    monkeypatch.setattr(Block, "temporal_branch", lambda self, xt: self.temporal_fc(self.temporal_attn(xt)))
     config = TimeSformerConfig(**TINY, attention_type=attention_type, drop_path_rate=0.0)
     model = TimeSformer(config).double().train()
     with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:

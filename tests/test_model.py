@@ -109,6 +109,32 @@ def test_divided_block_matches_literal_transcription():
         torch.testing.assert_close(block(x, 3), _reference_divided_block(block, x, 3), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("drop_path_rate", [0.0, 0.5])
+def test_temporal_branch_folds_projection_and_temporal_fc_with_the_same_gradients(drop_path_rate):
+    """Training computes the temporal output projection and `temporal_fc` as one linear map
+    (their product); the output and every gradient equal the two layers applied in turn."""
+    torch.manual_seed(0)
+    model = build_model(img_size=32, patch_size=8, embed_dim=24, depth=2, num_heads=2, num_frames=4,
+                        drop_path_rate=drop_path_rate).train()  # fmt: skip
+    block = model.blocks[-1]  # drop path grows with depth: the last block has the whole rate
+    torch.nn.init.normal_(block.temporal_fc.weight, std=0.2)  # zero at init: the test needs a real product
+    torch.nn.init.normal_(block.temporal_fc.bias, std=0.2)
+    xt = torch.randn(2 * 16, 4, 24, dtype=torch.float64, requires_grad=True)  # 128 tokens > 24 channels: folded
+    block.double()
+    results = []
+    for branch in (block.temporal_branch, lambda x: block.temporal_fc(block.drop_path(block.temporal_attn(x)))):
+        torch.manual_seed(1)  # the same drop path draws
+        out = branch(xt)
+        grads = torch.autograd.grad(out.square().sum(), [xt, *block.parameters()], allow_unused=True)
+        results.append((out, grads))
+    (folded, folded_grads), (plain, plain_grads) = results
+    assert drop_path_rate == 0 or (plain == block.temporal_fc.bias).all(dim=-1).any()  # some rows dropped
+    torch.testing.assert_close(folded, plain)
+    for name, a, b in zip(["input", *dict(block.named_parameters())], folded_grads, plain_grads):
+        if b is not None:
+            torch.testing.assert_close(a, b, msg=name)
+
+
 def test_init_follows_reference():
     model = build_model(img_size=32, patch_size=16, embed_dim=32, depth=3, num_heads=2, num_classes=5)
     assert torch.count_nonzero(model.blocks[0].temporal_fc.weight) > 0
@@ -301,7 +327,9 @@ def test_training_gradients_on_onednn_match_float64():
     finally:
         linear._OneDNNLinear.apply = original
     if linear.onednn_linear_available():
-        assert len(calls) == 2 * 7 + 1  # per block: qkv and proj twice, temporal_fc, fc1, fc2; the head
+        # per block: qkv twice, the temporal projection and temporal_fc as one (and their
+        # weights' product), proj, fc1, fc2; the head
+        assert len(calls) == 2 * 7 + 1
     reference_loss = torch.nn.functional.cross_entropy(reference(x.double()), torch.tensor([1, 3]))
     reference_loss.backward()
     torch.testing.assert_close(loss.double(), reference_loss, atol=1e-6, rtol=1e-5)

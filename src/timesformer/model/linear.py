@@ -25,9 +25,14 @@ class Linear(nn.Linear):
     """Drop-in `nn.Linear` (same parameters, same state dict keys)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _uses_onednn(x, self.weight):
-            return _OneDNNLinear.apply(x, self.weight, self.bias)
-        return F.linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """`F.linear`, on oneDNN where `Linear` would use it."""
+    if _uses_onednn(x, weight):
+        return _OneDNNLinear.apply(x, weight, bias)
+    return F.linear(x, weight, bias)
 
 
 def _uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
@@ -37,7 +42,7 @@ def _uses_onednn(x: torch.Tensor, weight: torch.Tensor) -> bool:
         and weight.dtype == torch.float32
         and torch.is_grad_enabled()
         and not torch.is_autocast_enabled("cpu")
-        and type(x) is torch.Tensor  # real eager tensors: export and compile trace F.linear
+        and type(x) in (torch.Tensor, nn.Parameter)  # real eager tensors: export and compile trace F.linear
         and not torch.jit.is_tracing()
         and not torch.compiler.is_compiling()
         and onednn_linear_available()
