@@ -155,6 +155,10 @@ def split_decode_threads(threads: int) -> tuple[int, bool]:
     return (1, False) if cores <= 1 else (cores - 1, True)
 
 
+# PyAV before 17 has no `threads` argument: its swscale ran on the calling thread anyway.
+_ONE_SWSCALE_THREAD = {"threads": 1} if int(av.__version__.split(".")[0]) >= 17 else {}
+
+
 class FrameFormatter:
     """Decoded frames in another pixel format (RGB by default) through one swscale context
     that runs on the calling thread, reused for every frame of a decoding pass.
@@ -171,7 +175,7 @@ class FrameFormatter:
         self._reformatter = VideoReformatter()
 
     def frame(self, frame: av.VideoFrame) -> av.VideoFrame:
-        return self._reformatter.reformat(frame, format=self.format, threads=1)
+        return self._reformatter.reformat(frame, format=self.format, **_ONE_SWSCALE_THREAD)
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         """uint8 `[H, W, C]` (`[H, W, 3]` for RGB)."""
