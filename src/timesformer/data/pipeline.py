@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from timesformer.data import transforms as T
-from timesformer.data.video import MODES, read_frames, sample_frames, usable_cores
+from timesformer.data.video import MODES, decode_cores, read_frames, sample_frames
 from timesformer.errors import ConfigError
 
 CROPS = ("uniform", "random", "center", "none")
@@ -107,7 +107,7 @@ class VideoPipeline:
         scaler = T.ShortSideScaler(self.short_side_min, self.short_side_max, rng)
         frames = sample_frames(path, self.num_seg, self.mode, rng, self.sampling_rate, self.target_fps, scaler,
                                threads=self.decode_threads, first_frame=scaler.draw)  # fmt: skip
-        with T.torch_threads(self.decode_threads or usable_cores()):  # the decode's cores, free again
+        with T.torch_threads(decode_cores(self.decode_threads)):  # the decode's cores, free again
             return self._views(frames, rng, normalize)
 
     def frames(

@@ -140,6 +140,11 @@ def data_threads(num_workers: int, cores: int | None = None, env: Mapping[str, s
     return DataThreads(workers, max(1, share // max(workers, 1)), cores, local_ranks)
 
 
+def decode_cores(threads: int) -> int:
+    """The cores a decode allowed `threads` of them keeps busy (0: every core this process may run on)."""
+    return threads if threads > 0 else usable_cores()
+
+
 def split_decode_threads(threads: int) -> tuple[int, bool]:
     """(FFmpeg threads, convert frames on a helper thread?) for a decode that may keep
     `threads` cores busy (0: every core this process may run on).
@@ -151,7 +156,7 @@ def split_decode_threads(threads: int) -> tuple[int, bool]:
     720p H.264: frame threads stall while the caller converts, and on small frames their
     hand-offs cost more than they save.
     """
-    cores = threads if threads > 0 else usable_cores()
+    cores = decode_cores(threads)
     return (1, False) if cores <= 1 else (cores - 1, True)
 
 

@@ -297,7 +297,7 @@ class Block(nn.Module):
         less per block and step).
         """
         attn, fc = self.temporal_attn, self.temporal_fc
-        if attn.proj_drop.p > 0 or attn.proj.bias is None or xt.shape[0] * xt.shape[1] <= xt.shape[2]:
+        if attn.proj_drop.p > 0 or xt.shape[0] * xt.shape[1] <= xt.shape[2]:
             return fc(self.drop_path(attn(xt)))
         heads = attn.attend(attn.qkv(xt))
         weight = linear(fc.weight, attn.proj.weight.t())  # W_fc W_proj, as a linear map: on oneDNN in fp32
